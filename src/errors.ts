@@ -1,0 +1,43 @@
+/**
+ * The one error type Vigil throws for failures a user or operator can act on.
+ *
+ * `publicMessage` is safe to show to an HTTP client; `message` and `cause` are for logs.
+ * Neither ever contains a credential (token, key, secret). Codes are listed in
+ * docs/errors.md and never reused for another meaning.
+ */
+export type VigilErrorCode =
+  | 'ERR_CONFIG_NOT_FOUND'
+  | 'ERR_CONFIG_YAML'
+  | 'ERR_CONFIG_INVALID'
+  | 'ERR_CONFIG_SECRET_FILE'
+  | 'ERR_STORE_URL'
+  | 'ERR_STORE_UNAVAILABLE'
+  | 'ERR_STORE_MIGRATION'
+  | 'ERR_POLICY_INVALID'
+  | 'ERR_POLICY_TEST_FAILED'
+  | 'ERR_CLI_USAGE'
+  | 'ERR_SERVER_LISTEN';
+
+export class VigilError extends Error {
+  readonly code: VigilErrorCode;
+  /** HTTP status the error maps to when it reaches a client. */
+  readonly status: number;
+  /** Text that may be shown to an untrusted client. */
+  readonly publicMessage: string;
+
+  constructor(
+    code: VigilErrorCode,
+    message: string,
+    options: { status?: number; publicMessage?: string; cause?: unknown } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'VigilError';
+    this.code = code;
+    this.status = options.status ?? 500;
+    this.publicMessage = options.publicMessage ?? 'internal error';
+  }
+}
+
+export function isVigilError(value: unknown, code?: VigilErrorCode): value is VigilError {
+  return value instanceof VigilError && (code === undefined || value.code === code);
+}
