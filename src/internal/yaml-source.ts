@@ -1,4 +1,4 @@
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { type Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 import type { z } from 'zod';
 
 /** One problem in a YAML source, located for a person: "file:line path: message". */
@@ -37,7 +37,7 @@ export class YamlSource {
       return {
         problems: document.errors.map((error) => ({
           file,
-          line: error.linePos?.[0]?.line ?? 0,
+          line: lines.linePos(error.pos[0]).line,
           path: '',
           message: `invalid YAML: ${error.message.split('\n')[0]}`,
         })),

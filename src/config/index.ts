@@ -1,0 +1,10 @@
+export { ConfigError, ENV_OVERRIDES, type LoadedConfig, loadConfig, parseConfig } from './loader.ts';
+export {
+  configSchema,
+  type ListenAddress,
+  parseListen,
+  type RouteConfig,
+  Secret,
+  type VigilConfig,
+} from './schema.ts';
+export { ConfigWatcher, type ReloadResult } from './watcher.ts';
