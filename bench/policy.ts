@@ -48,14 +48,26 @@ const document = {
   policies: routes.map((route) => ({
     name: `p-${route.id}`,
     rules: [
-      { name: 'contractors-never-admin', deny: { and: [{ groups: { any: ['contractors'] } }, { path: { prefix: '/admin' } }] } },
+      {
+        name: 'contractors-never-admin',
+        deny: { and: [{ groups: { any: ['contractors'] } }, { path: { prefix: '/admin' } }] },
+      },
       { name: 'blocked-network', deny: { source_ip: ['203.0.113.0/24'] } },
       { name: 'team', allow: { groups: { any: [route.team] } } },
       {
         name: 'staff-compliant',
-        allow: { and: [{ email_domain: ['company.com'] }, { device: 'managed' }, { posture: { disk_encrypted: true } }] },
+        allow: {
+          and: [
+            { email_domain: ['company.com'] },
+            { device: 'managed' },
+            { posture: { disk_encrypted: true } },
+          ],
+        },
       },
-      { name: 'contractors-read', allow: { and: [{ groups: { any: ['contractors'] } }, { method: ['GET', 'HEAD'] }] } },
+      {
+        name: 'contractors-read',
+        allow: { and: [{ groups: { any: ['contractors'] } }, { method: ['GET', 'HEAD'] }] },
+      },
     ],
   })),
   routes: routes.map((route) => ({ host: route.host, path_prefix: route.prefix, policy: `p-${route.id}` })),
@@ -77,7 +89,10 @@ for (let i = 0; i < REQUESTS; i++) {
     host,
     path,
     method: pick(['GET', 'GET', 'GET', 'POST', 'HEAD', 'DELETE']),
-    sourceIp: random() < 0.05 ? `203.0.113.${Math.floor(random() * 255)}` : `10.${Math.floor(random() * 255)}.0.${Math.floor(random() * 255)}`,
+    sourceIp:
+      random() < 0.05
+        ? `203.0.113.${Math.floor(random() * 255)}`
+        : `10.${Math.floor(random() * 255)}.0.${Math.floor(random() * 255)}`,
     now: NOW,
     ...(authenticated
       ? {
@@ -128,7 +143,11 @@ for (const route of routes) {
     if (user.groups.includes(team)) return ALLOW_TEAM;
     const email = user.email;
     const device = input.device;
-    if (email?.endsWith('@company.com') && device?.state === 'managed' && device.posture?.diskEncrypted === true) {
+    if (
+      email?.endsWith('@company.com') &&
+      device?.state === 'managed' &&
+      device.posture?.diskEncrypted === true
+    ) {
       return ALLOW_STAFF;
     }
     if (contractor && (input.method === 'GET' || input.method === 'HEAD')) return ALLOW_READ;
@@ -145,7 +164,10 @@ function baseline(input: PolicyInput): Verdict {
   const path = input.path;
   for (const entry of list) {
     const prefix = entry.prefix;
-    if (prefix === '/' || (path.startsWith(prefix) && (path.length === prefix.length || path[prefix.length] === '/'))) {
+    if (
+      prefix === '/' ||
+      (path.startsWith(prefix) && (path.length === prefix.length || path[prefix.length] === '/'))
+    ) {
       return entry.decide(input);
     }
   }
@@ -163,7 +185,9 @@ function throughput(name: string, count: number, run: (index: number) => unknown
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
     best = Math.max(best, count / seconds);
   }
-  log(`${name}: ${Math.round(best).toLocaleString('en-US')} decisions/s (${count} requests, best of ${passes})`);
+  log(
+    `${name}: ${Math.round(best).toLocaleString('en-US')} decisions/s (${count} requests, best of ${passes})`,
+  );
   return best;
 }
 
@@ -228,12 +252,18 @@ for (let i = 0; i < CEDAR_SAMPLE; i++) {
   const context: cedar.Context = { method: input.method, path: input.path };
   if (input.sourceIp) context.ip = { __extn: { fn: 'ip', arg: input.sourceIp } };
   if (input.user) {
-    context.user = { id: input.user.id, groups: [...input.user.groups], ...(input.user.email ? { email: input.user.email } : {}) };
+    context.user = {
+      id: input.user.id,
+      groups: [...input.user.groups],
+      ...(input.user.email ? { email: input.user.email } : {}),
+    };
   }
   if (input.device) {
     context.device = {
       state: input.device.state,
-      ...(input.device.posture?.diskEncrypted === undefined ? {} : { diskEncrypted: input.device.posture.diskEncrypted }),
+      ...(input.device.posture?.diskEncrypted === undefined
+        ? {}
+        : { diskEncrypted: input.device.posture.diskEncrypted }),
     };
   }
   cedarCalls.push({
@@ -284,7 +314,14 @@ for (const route of routes) {
     ['anonymous', route.id, '/admin*', '.*', 'true', 'deny'],
     ['*', route.id, '*', '.*', "r.ctx.ip == '' || ipMatch(r.ctx.ip, '203.0.113.0/24')", 'deny'],
     [route.team, route.id, '*', '.*', 'true', 'allow'],
-    ['*', route.id, '*', '.*', "r.ctx.domain == 'company.com' && r.ctx.managed == true && r.ctx.disk == true", 'allow'],
+    [
+      '*',
+      route.id,
+      '*',
+      '.*',
+      "r.ctx.domain == 'company.com' && r.ctx.managed == true && r.ctx.disk == true",
+      'allow',
+    ],
     ['contractors', route.id, '*', '^(GET|HEAD)$', 'true', 'allow'],
   );
 }
@@ -294,7 +331,9 @@ for (let i = 0; i < CASBIN_SAMPLE; i++) {
   const user = (requests[i] as PolicyInput).user;
   if (user) members.set(user.id, user.groups);
 }
-await enforcer.addGroupingPolicies([...members].flatMap(([id, groups]) => groups.map((group) => [id, group, '*'])));
+await enforcer.addGroupingPolicies(
+  [...members].flatMap(([id, groups]) => groups.map((group) => [id, group, '*'])),
+);
 const casbinArgs: unknown[][] = [];
 for (let i = 0; i < CASBIN_SAMPLE; i++) {
   const input = requests[i] as PolicyInput;
@@ -334,7 +373,11 @@ process.stdout.write(
     routes: ROUTES,
     rules_per_route: 5,
     requests: REQUESTS,
-    peers: { 'cedar-wasm': Math.round(cedarRate), casbin: Math.round(casbinRate), baseline: Math.round(baselineRate) },
+    peers: {
+      'cedar-wasm': Math.round(cedarRate),
+      casbin: Math.round(casbinRate),
+      baseline: Math.round(baselineRate),
+    },
     peer_samples: { 'cedar-wasm': cedarCalls.length, casbin: casbinArgs.length, baseline: REQUESTS },
     ratios: {
       'cedar-wasm': round(vigilRate / cedarRate),

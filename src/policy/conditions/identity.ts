@@ -27,6 +27,8 @@ export function userId(ids: readonly string[]): Leaf {
   };
 }
 
+const UPPER = /[A-Z]/;
+
 export function email(addresses: readonly string[]): Leaf {
   const has = memberOf(addresses);
   return {
@@ -34,22 +36,33 @@ export function email(addresses: readonly string[]): Leaf {
     evaluate: (input) => {
       const address = input.user?.email;
       if (address === undefined) return input.user === undefined ? UNAUTHENTICATED : UNAUTHORIZED | UNKNOWN;
-      return has(address.toLowerCase()) ? 0 : UNAUTHORIZED;
+      // Lower-casing allocates; IdPs almost always send lower-case addresses already.
+      if (has(address)) return 0;
+      return UPPER.test(address) && has(address.toLowerCase()) ? 0 : UNAUTHORIZED;
     },
   };
 }
 
+/** Domains are compared without slicing the address: a suffix test after the "@". */
 export function emailDomain(domains: readonly string[]): Leaf {
-  const has = memberOf(domains);
+  const count = domains.length;
+  const matches = (address: string): boolean => {
+    const at = address.lastIndexOf('@');
+    if (at < 0) return false;
+    const length = address.length - at - 1;
+    for (let index = 0; index < count; index++) {
+      const domain = domains[index] as string;
+      if (domain.length === length && address.endsWith(domain)) return true;
+    }
+    return false;
+  };
   return {
     reasons: UNAUTHENTICATED | UNAUTHORIZED,
     evaluate: (input) => {
       const address = input.user?.email;
       if (address === undefined) return input.user === undefined ? UNAUTHENTICATED : UNAUTHORIZED | UNKNOWN;
-      const at = address.lastIndexOf('@');
-      // "@" alone or a trailing "@" has no domain to match.
-      if (at < 0 || at === address.length - 1) return UNAUTHORIZED;
-      return has(address.slice(at + 1).toLowerCase()) ? 0 : UNAUTHORIZED;
+      if (matches(address)) return 0;
+      return UPPER.test(address) && matches(address.toLowerCase()) ? 0 : UNAUTHORIZED;
     },
   };
 }
