@@ -188,7 +188,7 @@ export function checkPolicies(
           add('error', 'unreachable-rule', where(ruleIndex), `rule "${name}" can never match: ${reason}`);
         }
         const expired = expiredAt(entry.parts, now);
-        if (expired !== undefined)
+        if (expired !== undefined && reason === undefined)
           add('warning', 'expired-grant', where(ruleIndex), `rule "${name}" expired at ${expired}`);
         const key = `${entry.effect}:${entry.parts
           .map((part) => part.canonical)
