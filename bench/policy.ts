@@ -134,7 +134,7 @@ for (const route of routes) {
   const team = route.team;
   const decide = (input: PolicyInput): Verdict => {
     const user = input.user;
-    const contractor = user !== undefined && user.groups.includes('contractors');
+    const contractor = user?.groups.includes('contractors') === true;
     // Vigil fails closed: a deny whose attribute is unknown (no user) fires.
     if ((user === undefined || contractor) && input.path.startsWith('/admin')) return DENY_ADMIN;
     const ip = input.sourceIp;
