@@ -159,7 +159,22 @@ function compileSpec(spec: ConditionSpec, path: string): CompiledCondition {
 
 const always: Evaluate = () => 0;
 
-export function compileBody(body: RuleBody, path: string): CompiledCondition {
-  if (body === true) return node('true', always, path, 'true', [], 0);
-  return compileSpec(body, path);
+/**
+ * Compiles rule bodies, sharing one compiled tree among identical bodies: policies
+ * repeat rules (the same deny on every route), and sharing keeps the closures the hot
+ * path touches few and cache-resident.
+ */
+export class ConditionCompiler {
+  readonly #cache = new Map<string, CompiledCondition>();
+
+  compile(body: RuleBody, path: string): CompiledCondition {
+    if (body === true) return node('true', always, path, 'true', [], 0);
+    const key = `${path}\u0000${JSON.stringify(body)}`;
+    let compiled = this.#cache.get(key);
+    if (compiled === undefined) {
+      compiled = compileSpec(body, path);
+      this.#cache.set(key, compiled);
+    }
+    return compiled;
+  }
 }

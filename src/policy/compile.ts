@@ -1,6 +1,6 @@
 import { VigilError } from '../errors.ts';
 import { type Clock, systemClock } from '../internal/clock.ts';
-import { type CompiledCondition, compileBody } from './compile-condition.ts';
+import { type CompiledCondition, ConditionCompiler } from './compile-condition.ts';
 import type { PolicyDocument } from './parse.ts';
 import { bit, REASON_MASK, type Reason, reasonsOf, UNKNOWN } from './reasons.ts';
 import { RouteIndex } from './routes.ts';
@@ -161,7 +161,12 @@ function explainRules(policy: CompiledPolicy, input: PolicyInput): ExplainRule[]
   });
 }
 
-function compilePolicy(spec: PolicySpec, document: PolicyDocument, index: number): CompiledPolicy {
+function compilePolicy(
+  spec: PolicySpec,
+  document: PolicyDocument,
+  index: number,
+  compiler: ConditionCompiler,
+): CompiledPolicy {
   const seen = new Set<string>();
   const rules = spec.rules.map((rule, ruleIndex) => {
     const location = document.locate(['policies', index, 'rules', ruleIndex]);
@@ -173,7 +178,7 @@ function compilePolicy(spec: PolicySpec, document: PolicyDocument, index: number
     seen.add(rule.name);
     const effect: Effect = rule.allow !== undefined ? 'allow' : 'deny';
     const body = rule.allow ?? rule.deny ?? true;
-    return Object.freeze({ name: rule.name, effect, condition: compileBody(body, effect), location });
+    return Object.freeze({ name: rule.name, effect, condition: compiler.compile(body, effect), location });
   });
   return Object.freeze({
     name: spec.name,
@@ -255,6 +260,7 @@ export function compilePolicies(
   options: CompileOptions = {},
 ): CompiledPolicySet {
   const policies = new Map<string, CompiledPolicy>();
+  const compiler = new ConditionCompiler();
   for (const document of documents) {
     document.spec.policies.forEach((spec, index) => {
       const previous = policies.get(spec.name);
@@ -263,7 +269,7 @@ export function compilePolicies(
           `${document.locate(['policies', index, 'name'])} policies[${index}].name: policy "${spec.name}" is already defined at ${previous.location}`,
         );
       }
-      policies.set(spec.name, compilePolicy(spec, document, index));
+      policies.set(spec.name, compilePolicy(spec, document, index, compiler));
     });
   }
   const specs: RouteSpec[] =

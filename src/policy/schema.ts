@@ -129,7 +129,13 @@ const condition: z.ZodType<ConditionSpec> = z.lazy(() =>
       authenticated: z.literal(true, { error: 'expected true' }).optional(),
       user: list().optional(),
       email: list(text.transform((value) => value.toLowerCase())).optional(),
-      email_domain: list(text.transform((value) => value.toLowerCase().replace(/^@/, ''))).optional(),
+      email_domain: list(
+        text
+          .transform((value) => value.toLowerCase().replace(/^@/, ''))
+          .refine((value) => value !== '' && !value.includes('@'), {
+            error: 'expected a domain such as company.com',
+          }),
+      ).optional(),
       groups: anyAll.optional(),
       claim: z
         .strictObject({ path: text, equals: scalar.optional(), in: z.array(scalar).min(1).optional() })

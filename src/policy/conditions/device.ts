@@ -92,6 +92,25 @@ export function posture(spec: PostureSpec): Leaf {
   };
   const checksOs = families !== undefined || minimums !== undefined;
 
+  if (booleans.length === 1 && !checksOs) {
+    // The common shape ("disk_encrypted: true", maybe with max_age) without the loop.
+    const [field, wanted] = booleans[0] as [BooleanField, boolean];
+    return {
+      reasons: MISSING | REVOKED | POSTURE_UNKNOWN | POSTURE_STALE,
+      evaluate: (input) => {
+        const device = input.device;
+        if (device === undefined) return MISSING;
+        if (device.state === 'revoked') return REVOKED;
+        const report = device.posture;
+        if (report === undefined) return POSTURE_UNKNOWN;
+        if (maxAge !== undefined && input.now - report.reportedAt > maxAge) return POSTURE_STALE;
+        const value = report[field];
+        if (value === undefined) return POSTURE_UNKNOWN;
+        return value === wanted ? 0 : POSTURE_FAILED;
+      },
+    };
+  }
+
   return {
     reasons: MISSING | REVOKED | POSTURE_UNKNOWN | POSTURE_STALE,
     evaluate: (input) => {

@@ -43,17 +43,15 @@ export function email(addresses: readonly string[]): Leaf {
   };
 }
 
-/** Domains are compared without slicing the address: a suffix test after the "@". */
+/**
+ * Domains are compared without slicing the address: ending in "@domain" is the same as
+ * "the part after the last @ is domain", because a domain never contains "@".
+ */
 export function emailDomain(domains: readonly string[]): Leaf {
-  const count = domains.length;
+  const suffixes = domains.map((domain) => `@${domain}`);
+  const count = suffixes.length;
   const matches = (address: string): boolean => {
-    const at = address.lastIndexOf('@');
-    if (at < 0) return false;
-    const length = address.length - at - 1;
-    for (let index = 0; index < count; index++) {
-      const domain = domains[index] as string;
-      if (domain.length === length && address.endsWith(domain)) return true;
-    }
+    for (let index = 0; index < count; index++) if (address.endsWith(suffixes[index] as string)) return true;
     return false;
   };
   return {
@@ -69,21 +67,45 @@ export function emailDomain(domains: readonly string[]): Leaf {
 
 export function groups(spec: NonNullable<ConditionSpec['groups']>): Leaf {
   const wanted = spec.any ?? spec.all ?? [];
-  const any = spec.any !== undefined;
-  const set = new Set(wanted);
+  const count = wanted.length;
+  const reasons = UNAUTHENTICATED | GROUP_MISSING;
+  if (spec.any !== undefined && count === 1) {
+    const only = wanted[0] as string;
+    return {
+      reasons,
+      evaluate: (input) => {
+        const user = input.user;
+        if (user === undefined) return UNAUTHENTICATED;
+        return user.groups.includes(only) ? 0 : GROUP_MISSING;
+      },
+    };
+  }
+  if (spec.any !== undefined) {
+    // Users hold few groups and rules name few: a nested scan beats hashing until both grow.
+    const set = count > 8 ? new Set(wanted) : undefined;
+    return {
+      reasons,
+      evaluate: (input) => {
+        const user = input.user;
+        if (user === undefined) return UNAUTHENTICATED;
+        const held = user.groups;
+        if (set !== undefined) {
+          for (let index = 0; index < held.length; index++) if (set.has(held[index] as string)) return 0;
+          return GROUP_MISSING;
+        }
+        for (let index = 0; index < count; index++) if (held.includes(wanted[index] as string)) return 0;
+        return GROUP_MISSING;
+      },
+    };
+  }
   return {
-    reasons: UNAUTHENTICATED | GROUP_MISSING,
+    reasons,
     evaluate: (input) => {
       const user = input.user;
       if (user === undefined) return UNAUTHENTICATED;
       const held = user.groups;
-      if (any) {
-        for (let index = 0; index < held.length; index++) if (set.has(held[index] as string)) return 0;
-        return GROUP_MISSING;
-      }
-      for (let index = 0; index < wanted.length; index++) {
+      for (let index = 0; index < count; index++)
         if (!held.includes(wanted[index] as string)) return GROUP_MISSING;
-      }
       return 0;
     },
   };
