@@ -1,0 +1,10 @@
+export type { ChangeChannel, ChangeEvent, ChangeFeed, ChangeInput } from './change-feed.ts';
+export {
+  LATEST_MIGRATION,
+  type OpenStoreOptions,
+  openStore,
+  redactUrl,
+  type Store,
+  type StoreDialect,
+} from './store.ts';
+export type * from './tables.ts';

@@ -1,0 +1,77 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
+import { CompiledQuery, type DatabaseConnection, type Driver, SqliteDialect, SqliteDriver } from 'kysely';
+
+/** How long a writer waits for another process holding the SQLite write lock. */
+const BUSY_TIMEOUT_MS = 5000;
+const STATEMENT_CACHE_LIMIT = 500;
+
+/**
+ * Kysely's SQLite dialect expects better-sqlite3's statement shape; this adapts Node's
+ * built-in `node:sqlite` (no native addon to build) to it, caching prepared statements.
+ */
+function adapt(database: DatabaseSync) {
+  const statements = new Map<string, { statement: StatementSync; reader: boolean }>();
+  const prepared = (sql: string) => {
+    let entry = statements.get(sql);
+    if (!entry) {
+      const statement = database.prepare(sql);
+      entry = { statement, reader: statement.columns().length > 0 };
+      if (statements.size >= STATEMENT_CACHE_LIMIT) statements.clear();
+      statements.set(sql, entry);
+    }
+    return entry;
+  };
+  const bind = (parameters: readonly unknown[]) =>
+    parameters.map((value) => (value === undefined ? null : value)) as SQLInputValue[];
+  return {
+    close: () => database.close(),
+    prepare(sql: string) {
+      const { statement, reader } = prepared(sql);
+      return {
+        reader,
+        all: (parameters: readonly unknown[]) => statement.all(...bind(parameters)),
+        run: (parameters: readonly unknown[]) => {
+          const { changes, lastInsertRowid } = statement.run(...bind(parameters));
+          return { changes: Number(changes), lastInsertRowid };
+        },
+        iterate: (parameters: readonly unknown[]) => statement.iterate(...bind(parameters)),
+      };
+    },
+  };
+}
+
+/**
+ * Every transaction takes the write lock up front (`BEGIN IMMEDIATE`): a deferred
+ * transaction that reads then writes can deadlock against another process doing the
+ * same, and fails instead of waiting for busy_timeout.
+ */
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+}
+
+class NodeSqliteDialect extends SqliteDialect {
+  readonly #config: ConstructorParameters<typeof SqliteDialect>[0];
+  constructor(config: ConstructorParameters<typeof SqliteDialect>[0]) {
+    super(config);
+    this.#config = config;
+  }
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver(this.#config);
+  }
+}
+
+/** Opens (creating if needed) a SQLite file, or `:memory:`, as a Kysely dialect. */
+export function sqliteDialect(path: string): SqliteDialect {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const database = new DatabaseSync(path);
+  database.exec(`pragma busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  if (path !== ':memory:') database.exec('pragma journal_mode = wal');
+  // FULL: a committed batch (audit events above all) survives a power cut, not only a crash.
+  database.exec('pragma synchronous = full');
+  database.exec('pragma foreign_keys = on');
+  return new NodeSqliteDialect({ database: adapt(database) as never });
+}

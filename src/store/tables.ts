@@ -1,0 +1,113 @@
+import type { Generated } from 'kysely';
+
+/**
+ * Tables, shared by SQLite and PostgreSQL. Times are epoch milliseconds (bigint in
+ * PostgreSQL, read back as numbers); lists and objects are JSON text so that one set of
+ * migrations serves both dialects.
+ */
+export interface Database {
+  users: UsersTable;
+  sessions: SessionsTable;
+  devices: DevicesTable;
+  posture_reports: PostureReportsTable;
+  policy_versions: PolicyVersionsTable;
+  audit_events: AuditEventsTable;
+  audit_checkpoints: AuditCheckpointsTable;
+  signing_keys: SigningKeysTable;
+}
+
+export interface UsersTable {
+  /** `<idp>:<subject>`, stable across email changes. */
+  id: string;
+  idp: string;
+  subject: string;
+  email: string | null;
+  name: string | null;
+  groups_json: string;
+  first_seen_at: number;
+  last_seen_at: number;
+}
+
+export interface SessionsTable {
+  id: string;
+  user_id: string;
+  idp: string;
+  groups_json: string;
+  amr_json: string;
+  claims_json: string;
+  device_id: string | null;
+  auth_time: number;
+  created_at: number;
+  last_seen_at: number;
+  expires_at: number;
+  revoked_at: number | null;
+  revoked_reason: string | null;
+  /** Refresh token, encrypted with the session key; null when the IdP gave none. */
+  refresh_token_enc: string | null;
+}
+
+export interface DevicesTable {
+  id: string;
+  user_id: string | null;
+  name: string;
+  serial: string | null;
+  /** registered | managed | revoked */
+  state: string;
+  cert_serial: string | null;
+  cert_not_after: number | null;
+  enrolled_at: number;
+  updated_at: number;
+  revoked_at: number | null;
+}
+
+export interface PostureReportsTable {
+  id: string;
+  device_id: string;
+  /** `agent` or the name of a posture provider. */
+  source: string;
+  reported_at: number;
+  received_at: number;
+  data_json: string;
+}
+
+export interface PolicyVersionsTable {
+  id: string;
+  name: string;
+  content: string;
+  sha256: string;
+  created_at: number;
+  created_by: string | null;
+}
+
+export interface AuditEventsTable {
+  seq: number;
+  id: string;
+  time: number;
+  kind: string;
+  data_json: string;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface AuditCheckpointsTable {
+  seq: number;
+  hash: string;
+  signature: string;
+  created_at: number;
+}
+
+export interface SigningKeysTable {
+  kid: string;
+  /** What the key signs: assertion, audit, session, ca-intermediate … */
+  purpose: string;
+  algorithm: string;
+  public_jwk_json: string;
+  /** Private key, encrypted at rest; never stored in clear. */
+  private_enc: string;
+  created_at: number;
+  not_after: number | null;
+  state: string;
+}
+
+/** For inserts that let the database assign a column. */
+export type Assigned<T> = Generated<T>;
