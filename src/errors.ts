@@ -17,6 +17,10 @@ export type VigilErrorCode =
   | 'ERR_POLICY_TEST_FAILED'
   | 'ERR_POLICY_INPUT_INVALID'
   | 'ERR_CLI_USAGE'
+  | 'ERR_HTTP_BAD_REQUEST'
+  | 'ERR_HTTP_BODY_TOO_LARGE'
+  | 'ERR_HTTP_NOT_FOUND'
+  | 'ERR_ADMIN_UNAUTHENTICATED'
   | 'ERR_SERVER_LISTEN';
 
 export class VigilError extends Error {

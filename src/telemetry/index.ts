@@ -1,0 +1,2 @@
+export { createLogger, type Logger, type LoggerOptions, silentLogger } from './logger.ts';
+export { Counter, createMetricsRegistry, Gauge, Histogram, Registry } from './metrics.ts';
