@@ -1,5 +1,6 @@
 import { VigilError } from '../errors.ts';
 import { type Clock, systemClock } from '../internal/clock.ts';
+import { checkPolicies } from './check.ts';
 import { type CompiledCondition, ConditionCompiler } from './compile-condition.ts';
 import type { PolicyDocument } from './parse.ts';
 import { bit, REASON_MASK, type Reason, reasonsOf, UNKNOWN } from './reasons.ts';
@@ -12,6 +13,7 @@ import type {
   ExplainCondition,
   ExplainRule,
   ExplainTrace,
+  Finding,
   Mode,
   PolicyInput,
   RouteSpec,
@@ -208,19 +210,27 @@ export class CompiledPolicySet {
   readonly documents: readonly PolicyDocument[];
   readonly clock: Clock;
   readonly #index: RouteIndex<CompiledRoute>;
+  readonly #routeSpecs: readonly RouteSpec[] | undefined;
 
   constructor(
     policies: ReadonlyMap<string, CompiledPolicy>,
     routes: readonly CompiledRoute[],
     documents: readonly PolicyDocument[],
     clock: Clock,
+    routeSpecs?: readonly RouteSpec[],
   ) {
+    this.#routeSpecs = routeSpecs;
     this.policies = policies;
     this.routes = routes;
     this.documents = documents;
     this.clock = clock;
     this.#index = new RouteIndex(routes);
     Object.freeze(this);
+  }
+
+  /** Static findings for `vigil policy check`: shadowed and unreachable rules, unused policies, ... */
+  check(): Finding[] {
+    return checkPolicies(this.documents, { clock: this.clock, routes: this.#routeSpecs });
   }
 
   /** The route serving host + path (longest path prefix on a segment boundary), if any. */
@@ -303,6 +313,7 @@ export function compilePolicies(
     Object.freeze(routes),
     Object.freeze([...documents]),
     options.clock ?? systemClock,
+    options.routes,
   );
 }
 

@@ -58,6 +58,13 @@ const list = (item: z.ZodType<string> = text) =>
     .min(1, { error: 'expected at least one entry' })
     .max(10_000, { error: 'too many entries (max 10000)' });
 const oneOrMany = z.union([text, list()], { error: 'expected string or array of strings' });
+// Globs become backtracking regular expressions matched against request paths; one `**`
+// and a bounded length keep the worst case linear-ish in the path length.
+const globText = text
+  .max(512, { error: 'glob longer than 512 characters' })
+  .refine((value) => (value.match(/\*\*/g) ?? []).length <= 1, { error: 'at most one ** per glob' })
+  .refine((value) => !value.includes('***'), { error: 'expected * or **, not ***' });
+const globs = z.union([globText, list(globText)], { error: 'expected string or array of strings' });
 const duration = text.refine((value) => parseDuration(value) !== undefined, {
   error: 'expected a duration such as 90s, 15m, 4h, 7d',
 });
@@ -159,7 +166,7 @@ const condition: z.ZodType<ConditionSpec> = z.lazy(() =>
       path: z
         .strictObject({
           prefix: oneOrMany.optional(),
-          glob: oneOrMany.optional(),
+          glob: globs.optional(),
           equals: oneOrMany.optional(),
         })
         .refine(exactlyOne(['prefix', 'glob', 'equals']), {
@@ -175,7 +182,7 @@ const condition: z.ZodType<ConditionSpec> = z.lazy(() =>
         .refine(exactlyOne(['equals', 'in']), { error: 'expected exactly one of equals, in' })
         .optional(),
       spiffe_id: z
-        .strictObject({ equals: oneOrMany.optional(), glob: oneOrMany.optional() })
+        .strictObject({ equals: oneOrMany.optional(), glob: globs.optional() })
         .refine(exactlyOne(['equals', 'glob']), { error: 'expected exactly one of equals, glob' })
         .optional(),
       client_certificate: z.literal(true, { error: 'expected true' }).optional(),

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ManualClock } from '../../src/internal/clock.ts';
-import { checkPolicies, type Finding, parsePolicyText } from '../../src/policy/index.ts';
+import { checkPolicies, compilePolicies, type Finding, parsePolicyText } from '../../src/policy/index.ts';
 
 function findings(rules: string, extra = 'routes:\n  - { host: a.example, policy: p }\n'): Finding[] {
   const text = `policies:\n  - name: p\n    rules:\n${rules}${extra}`;
@@ -78,4 +78,15 @@ test('a policy with no allow rule and a file with no routes are warned about', (
     'warning:unused-policy@c.yaml:2',
     'warning:no-allow-rule@c.yaml:2',
   ]);
+});
+
+test('a compiled set checks itself against the routes it was compiled with', () => {
+  const document = parsePolicyText(
+    'policies:\n  - name: p\n    rules: [ { name: sre, allow: { groups: { any: [sre] } } }, { name: all, deny: true } ]\n',
+    'set.yaml',
+  );
+  const set = compilePolicies([document], {
+    routes: [{ host: 'a.example', policy: 'p', source: 'vigil.yaml:3' }],
+  });
+  assert.deepEqual(codes(set.check()), ['error:allow-shadowed@set.yaml:3']);
 });

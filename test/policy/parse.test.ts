@@ -87,6 +87,11 @@ test('values are validated where they are written', () => {
     ['groups: { any: [] }', /allow\.groups\.any: expected at least one entry/],
     ['groups: { any: [a], all: [b] }', /allow\.groups: expected exactly one of any, all/],
     ['and: []', /allow\.and: /],
+    ['path: { glob: "/**/x/**" }', /allow\.path\.glob: at most one \*\* per glob/],
+    [
+      'spiffe_id: { glob: ["spiffe://a/***"] }',
+      /allow\.spiffe_id\.glob\[0\]: expected \* or \*\*, not \*\*\*/,
+    ],
     ['not: { method: [GET] , bogus: 1 }', /allow\.not\.bogus: unknown field "bogus"/],
   ];
   for (const [condition, expected] of cases) {
