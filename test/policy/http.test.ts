@@ -64,3 +64,9 @@ test('header equals compares the value exactly and a missing header never matche
     'allow',
   );
 });
+
+test('header names in a policy are case-insensitive', () => {
+  const decide = allowIf({ header: { name: 'X-Forwarded-Proto', equals: 'https' } });
+  assert.equal(decide({ headers: { 'x-forwarded-proto': 'https' } }).effect, 'allow');
+  assert.equal(decide({ headers: { 'x-forwarded-proto': undefined } }).effect, 'deny');
+});

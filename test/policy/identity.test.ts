@@ -99,3 +99,9 @@ test('auth_age denies logins older than the limit and logins of unknown age', ()
   ]);
   assert.deepEqual(decide({ user: alice }).reasons, ['auth-too-old']);
 });
+
+test('authenticated holds for any user, with or without groups', () => {
+  const decide = allowIf({ authenticated: true });
+  assert.equal(decide({ user: { id: 'x', groups: [] } }).effect, 'allow');
+  assert.deepEqual(decide().reasons, ['user-unauthenticated']);
+});
