@@ -44,35 +44,50 @@ for (let h = 0; h < HOSTS; h++) {
 }
 
 // ---- Vigil --------------------------------------------------------------------------
-const document = {
-  policies: routes.map((route) => ({
-    name: `p-${route.id}`,
-    rules: [
-      {
-        name: 'contractors-never-admin',
-        deny: { and: [{ groups: { any: ['contractors'] } }, { path: { prefix: '/admin' } }] },
-      },
-      { name: 'blocked-network', deny: { source_ip: ['203.0.113.0/24'] } },
-      { name: 'team', allow: { groups: { any: [route.team] } } },
-      {
-        name: 'staff-compliant',
-        allow: {
-          and: [
-            { email_domain: ['company.com'] },
-            { device: 'managed' },
-            { posture: { disk_encrypted: true } },
-          ],
+// `unique` gives every route's rules a distinct never-matching extra entry, so no two
+// routes share a compiled rule: the worst case for Vigil's sharing of identical rules.
+function policyDocument(unique: boolean) {
+  const extra = (index: number, value: string) => (unique ? [value, `zz-unused-${index}`] : [value]);
+  return {
+    policies: routes.map((route, index) => ({
+      name: `p-${route.id}`,
+      rules: [
+        {
+          name: 'contractors-never-admin',
+          deny: { and: [{ groups: { any: extra(index, 'contractors') } }, { path: { prefix: '/admin' } }] },
         },
-      },
-      {
-        name: 'contractors-read',
-        allow: { and: [{ groups: { any: ['contractors'] } }, { method: ['GET', 'HEAD'] }] },
-      },
-    ],
-  })),
-  routes: routes.map((route) => ({ host: route.host, path_prefix: route.prefix, policy: `p-${route.id}` })),
-};
-const vigil = compilePolicies([parsePolicyText(JSON.stringify(document), 'bench.json')]);
+        {
+          name: 'blocked-network',
+          deny: {
+            source_ip: unique
+              ? ['203.0.113.0/24', `198.18.${index % 256}.${index >> 8}/32`]
+              : ['203.0.113.0/24'],
+          },
+        },
+        { name: 'team', allow: { groups: { any: [route.team] } } },
+        {
+          name: 'staff-compliant',
+          allow: {
+            and: [
+              { email_domain: unique ? ['company.com', `r${index}.invalid`] : ['company.com'] },
+              { device: 'managed' },
+              { posture: { disk_encrypted: true } },
+            ],
+          },
+        },
+        {
+          name: 'contractors-read',
+          allow: { and: [{ groups: { any: extra(index, 'contractors') } }, { method: ['GET', 'HEAD'] }] },
+        },
+      ],
+    })),
+    routes: routes.map((route) => ({ host: route.host, path_prefix: route.prefix, policy: `p-${route.id}` })),
+  };
+}
+const vigil = compilePolicies([parsePolicyText(JSON.stringify(policyDocument(false)), 'bench.json')]);
+const vigilUnique = compilePolicies([
+  parsePolicyText(JSON.stringify(policyDocument(true)), 'bench-unique.json'),
+]);
 
 // ---- requests -------------------------------------------------------------------------
 const SUBPATHS = ['', '/', '/x', '/users/42', '/dashboards/cpu'];
@@ -212,6 +227,8 @@ for (let i = 0; i < REQUESTS; i++) {
   const input = requests[i] as PolicyInput;
   const a = vigil.decide(input);
   const b = baseline(input);
+  if (vigilUnique.decide(input) !== vigilUnique.decide(input) || vigilUnique.decide(input).rule !== a.rule)
+    disagreements++;
   if (a.effect !== b.effect || (b.rule !== null && a.rule !== b.rule)) {
     if (disagreements++ === 0) log(`first disagreement: ${JSON.stringify({ input, vigil: a, baseline: b })}`);
   }
@@ -227,6 +244,14 @@ const baselineRun = (i: number) => {
   sink ^= baseline(requests[i] as PolicyInput).effect.length;
 };
 const vigilRate = throughput('vigil', REQUESTS, vigilRun, 5);
+const uniqueRate = throughput(
+  'vigil, no rule shared between routes',
+  REQUESTS,
+  (i) => {
+    sink ^= vigilUnique.decide(requests[i] as PolicyInput).effect.length;
+  },
+  5,
+);
 const p99 = p99Micros(vigilRun, REQUESTS);
 log(`vigil p99: ${p99.toFixed(3)} us per decision (batches of ${BATCH})`);
 // Per-call timing, timer cost included: an upper bound on single-decision latency.
@@ -401,6 +426,7 @@ process.stdout.write(
     p99_us: round(p99, 3),
     p99_method: `p99 over batches of ${BATCH} consecutive decisions (3 passes over ${REQUESTS} requests), per-decision mean per batch, process.hrtime.bigint`,
     p99_single_call_us: round(p99Single, 3),
+    value_no_shared_rules: Math.round(uniqueRate),
     routes: ROUTES,
     rules_per_route: 5,
     requests: REQUESTS,
