@@ -8,8 +8,8 @@ import {
   compilePolicies,
   type Finding,
   type PolicyDocument,
-  parsePolicyFile,
   parsePolicyInput,
+  parsePolicyText,
   parseTestFile,
   runPolicyTests,
 } from '../policy/index.ts';
@@ -30,10 +30,7 @@ function readText(file: string, what: string): string {
 }
 
 function loadPolicies(files: readonly string[]): PolicyDocument[] {
-  return files.map((file) => {
-    readText(file, 'policy file');
-    return parsePolicyFile(file);
-  });
+  return files.map((file) => parsePolicyText(readText(file, 'policy file'), file));
 }
 
 /** `vigil policy check FILES`: schema and static checks; exit 1 when any error is found. */
@@ -41,9 +38,9 @@ function check(files: string[], options: JsonFlag): void {
   const findings: Finding[] = [];
   const documents: PolicyDocument[] = [];
   for (const file of files.filter((name) => !isTestFile(name))) {
-    readText(file, 'policy file');
+    const text = readText(file, 'policy file');
     try {
-      documents.push(parsePolicyFile(file));
+      documents.push(parsePolicyText(text, file));
     } catch (error) {
       if (!isVigilError(error, 'ERR_POLICY_INVALID')) throw error;
       for (const line of error.message.split('\n')) {

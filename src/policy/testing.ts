@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
 import { VigilError } from '../errors.ts';
 import type { CompiledPolicySet } from './compile.ts';
@@ -72,16 +71,6 @@ export function parseTestFile(text: string, fileName: string, now: number): Poli
       expect: test.expect,
     })),
   };
-}
-
-export function readTestFile(path: string, now: number): PolicyTestFile {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new VigilError('ERR_CLI_USAGE', `${path}: cannot read test file`, { cause: error });
-  }
-  return parseTestFile(text, path, now);
 }
 
 const describe = (effect: string, rule: string | null | undefined) =>
