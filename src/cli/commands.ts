@@ -1,7 +1,11 @@
 import type { Command } from 'commander';
+import { registerConfigCommand } from './config.ts';
 import { registerPolicyCommand } from './policy.ts';
+import { registerServerCommand } from './server.ts';
 
 /** Every `vigil` subcommand; each lives in its own file under src/cli/. */
 export function registerCommands(program: Command): void {
+  registerServerCommand(program);
+  registerConfigCommand(program);
   registerPolicyCommand(program);
 }

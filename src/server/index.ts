@@ -1,0 +1,2 @@
+export { type RunningServer, type StartServerOptions, startServer } from './server.ts';
+export { VERSION } from './version.ts';

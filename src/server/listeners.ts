@@ -1,0 +1,93 @@
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type RequestListener, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { ListenAddress, VigilConfig } from '../config/index.ts';
+import { VigilError } from '../errors.ts';
+
+/** Headers larger than this are refused (431) before any handler runs. */
+const MAX_HEADER_BYTES = 16 * 1024;
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 60_000;
+const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+
+export function createListener(handler: RequestListener, tls: VigilConfig['server']['tls']): Server {
+  const options = {
+    maxHeaderSize: MAX_HEADER_BYTES,
+    headersTimeout: HEADERS_TIMEOUT_MS,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    // Requests with both Transfer-Encoding and Content-Length, or malformed framing,
+    // are refused by the parser rather than guessed at.
+    insecureHTTPParser: false,
+  };
+  if (!tls) return createHttpServer(options, handler);
+  return createHttpsServer(
+    {
+      ...options,
+      cert: readFileSync(tls.cert_file),
+      key: readFileSync(tls.key_file),
+      ...(tls.client_ca_file
+        ? { ca: readFileSync(tls.client_ca_file), requestCert: true, rejectUnauthorized: false }
+        : {}),
+    },
+    handler,
+  );
+}
+
+export function listen(server: Server, address: ListenAddress, name: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException) => {
+      reject(
+        new VigilError(
+          'ERR_SERVER_LISTEN',
+          `cannot listen for ${name} on ${formatAddress(address)}: ${error.code ?? error.message}` +
+            (error.code === 'EADDRINUSE'
+              ? ' (port in use; change server.' + name + '_listen or stop the other process)'
+              : ''),
+          { cause: error },
+        ),
+      );
+    };
+    server.once('error', onError);
+    server.listen(address.port, address.host, () => {
+      server.off('error', onError);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+/**
+ * Stops accepting, lets in-flight requests finish for up to `timeoutMs`, then cuts
+ * whatever is left so that shutdown always ends.
+ */
+export function drain(server: Server, timeoutMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) {
+      resolve();
+      return;
+    }
+    const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+export function formatAddress(address: ListenAddress | AddressInfo): string {
+  const host = 'host' in address ? address.host : address.address;
+  return host.includes(':') ? `[${host}]:${address.port}` : `${host}:${address.port}`;
+}
+
+export function urlOf(info: AddressInfo, secure: boolean): string {
+  const host =
+    info.address === '0.0.0.0'
+      ? '127.0.0.1'
+      : info.address === '::'
+        ? '[::1]'
+        : formatAddress(info).replace(/:\d+$/, '');
+  return `${secure ? 'https' : 'http'}://${host}:${info.port}`;
+}

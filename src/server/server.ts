@@ -1,0 +1,254 @@
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import { ConfigWatcher, type LoadedConfig } from '../config/index.ts';
+import { isVigilError, VigilError } from '../errors.ts';
+import { type ApiRoute, ApiRouter, readJson, sendJson } from '../internal/http.ts';
+import { constantTimeEqual } from '../internal/secrets.ts';
+import { openStore, redactUrl, type Store } from '../store/index.ts';
+import {
+  Counter,
+  createLogger,
+  createMetricsRegistry,
+  Gauge,
+  type Logger,
+  type Registry,
+} from '../telemetry/index.ts';
+import { resolveAdminToken } from './admin-token.ts';
+import { createListener, drain, listen, urlOf } from './listeners.ts';
+import { openApiDocument } from './openapi.ts';
+import { VERSION } from './version.ts';
+
+export interface StartServerOptions {
+  logger?: Logger;
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Watch the config file and SIGHUP for reloads (the CLI does; embedded tests may not). */
+  watchConfig?: boolean;
+}
+
+export interface RunningServer {
+  readonly proxyUrl: string;
+  readonly adminUrl: string;
+  readonly store: Store;
+  readonly logger: Logger;
+  readonly metrics: Registry;
+  readonly config: ConfigWatcher;
+  /** Drains both listeners, then closes the store. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+const READY_PING_TIMEOUT_MS = 1000;
+
+/** The composition root of `vigil server`: wires capabilities to listeners. */
+export async function startServer(
+  loaded: LoadedConfig,
+  options: StartServerOptions = {},
+): Promise<RunningServer> {
+  const { config } = loaded;
+  const logger = options.logger ?? createLogger({ level: config.log.level, format: config.log.format });
+  const metrics = createMetricsRegistry();
+  new Gauge({
+    name: 'vigil_build_info',
+    help: 'Vigil version',
+    labelNames: ['version'],
+    registers: [metrics],
+  })
+    .labels(VERSION)
+    .set(1);
+  const reloads = new Counter({
+    name: 'vigil_config_reloads_total',
+    help: 'Config reloads by result',
+    labelNames: ['result'],
+    registers: [metrics],
+  });
+
+  const dataDir = config.server.data_dir;
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const databaseUrl = config.database.url ?? `sqlite://${join(dataDir, 'vigil.db')}`;
+  const store = await openStore(databaseUrl, { dataDir });
+  logger.info({ database: redactUrl(databaseUrl), dialect: store.dialect }, 'store ready');
+
+  const adminToken = resolveAdminToken(config.admin.token_file?.reveal(), dataDir);
+  if (!config.admin.token_file)
+    logger.info({ path: adminToken.path }, 'admin API token (generated on first start)');
+
+  const watcher = new ConfigWatcher(loaded, { env: options.env ?? process.env, logger });
+  watcher.onChange(() => reloads.labels('ok').inc());
+  if (options.watchConfig) watcher.start();
+
+  const router = new ApiRouter();
+  const startedAt = Date.now();
+  const statusRoute: ApiRoute = {
+    method: 'GET',
+    path: '/api/v1/status',
+    summary: 'Version, uptime, store and config of this replica',
+    handler: () => ({
+      status: 200,
+      body: {
+        version: VERSION,
+        uptime_s: Math.round((Date.now() - startedAt) / 1000),
+        store: store.dialect,
+        config: watcher.current.path,
+        routes: watcher.current.config.routes.map((route) => ({
+          name: route.name,
+          from: route.from,
+          mode: route.mode,
+        })),
+      },
+    }),
+  };
+  router.add(statusRoute);
+
+  const admin = createListener(
+    (request, response) =>
+      void handleAdmin(request, response, { router, store, metrics, logger, token: adminToken.token }),
+    undefined,
+  );
+  const proxy = createListener((request, response) => handleProxy(request, response), config.server.tls);
+
+  let adminInfo: Awaited<ReturnType<typeof listen>>;
+  let proxyInfo: Awaited<ReturnType<typeof listen>>;
+  try {
+    adminInfo = await listen(admin, config.server.admin_listen, 'admin');
+    proxyInfo = await listen(proxy, config.server.proxy_listen, 'proxy');
+  } catch (error) {
+    watcher.stop();
+    admin.close();
+    await store.close();
+    throw error;
+  }
+
+  const adminUrl = urlOf(adminInfo, false);
+  const proxyUrl = urlOf(proxyInfo, config.server.tls !== undefined);
+  logger.info({ proxy: proxyUrl, admin: adminUrl }, 'vigil server listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    proxyUrl,
+    adminUrl,
+    store,
+    logger,
+    metrics,
+    config: watcher,
+    close() {
+      closing ??= (async () => {
+        watcher.stop();
+        const timeout = watcher.current.config.server.shutdown_timeout;
+        await Promise.all([drain(proxy, timeout), drain(admin, timeout)]);
+        await store.close();
+        logger.info('vigil server stopped');
+        logger.flush();
+      })();
+      return closing;
+    },
+  };
+}
+
+interface AdminContext {
+  router: ApiRouter;
+  store: Store;
+  metrics: Registry;
+  logger: Logger;
+  token: string;
+}
+
+async function handleAdmin(
+  request: IncomingMessage,
+  response: ServerResponse,
+  context: AdminContext,
+): Promise<void> {
+  const requestId = randomUUID();
+  const url = new URL(request.url ?? '/', 'http://admin.invalid');
+  const method = request.method ?? 'GET';
+  try {
+    if (url.pathname === '/healthz' && method === 'GET') {
+      sendJson(response, 200, { status: 'ok' });
+      return;
+    }
+    if (url.pathname === '/readyz' && method === 'GET') {
+      try {
+        await context.store.ping(READY_PING_TIMEOUT_MS);
+        sendJson(response, 200, { status: 'ready', store: 'ok' });
+      } catch {
+        sendJson(response, 503, { status: 'not-ready', store: 'unreachable' });
+      }
+      return;
+    }
+    if (url.pathname === '/metrics' && method === 'GET') {
+      const text = await context.metrics.metrics();
+      response.writeHead(200, { 'content-type': context.metrics.contentType });
+      response.end(text);
+      return;
+    }
+    if (url.pathname === '/api/v1/openapi.json' && method === 'GET') {
+      sendJson(response, 200, openApiDocument(context.router.routes));
+      return;
+    }
+    if (!url.pathname.startsWith('/api/v1/')) throw notFound();
+
+    const principal = authenticateAdmin(request, context.token);
+    const matched = context.router.match(method, url.pathname);
+    if (matched === undefined) throw notFound();
+    if (matched === 'method-not-allowed') {
+      sendJson(response, 405, { error: 'method-not-allowed', request_id: requestId });
+      return;
+    }
+    let body: Promise<unknown> | undefined;
+    const result = await matched.route.handler({
+      method,
+      path: url.pathname,
+      params: matched.params,
+      query: url.searchParams,
+      headers: request.headers,
+      principal,
+      json: () => {
+        body ??= readJson(request);
+        return body;
+      },
+    });
+    sendJson(response, result.status, result.body ?? null, result.headers);
+  } catch (error) {
+    const status = isVigilError(error) ? error.status : 500;
+    if (status >= 500) context.logger.error({ err: error, request_id: requestId }, 'admin API error');
+    const message = isVigilError(error) ? error.publicMessage : 'internal error';
+    const code = isVigilError(error) ? error.code : 'ERR_INTERNAL';
+    const headers: Record<string, string> =
+      status === 401 ? { 'www-authenticate': 'Bearer realm="vigil-admin"' } : {};
+    if (!response.headersSent)
+      sendJson(response, status, { error: code, message, request_id: requestId }, headers);
+    else response.destroy();
+  }
+}
+
+function authenticateAdmin(request: IncomingMessage, token: string): string {
+  const header = request.headers.authorization ?? '';
+  const presented = /^Bearer (\S+)$/i.exec(header)?.[1];
+  if (presented === undefined || !constantTimeEqual(presented, token)) {
+    throw new VigilError('ERR_ADMIN_UNAUTHENTICATED', 'admin API call without a valid token', {
+      status: 401,
+      publicMessage: 'send Authorization: Bearer <admin token>',
+    });
+  }
+  return 'admin-token';
+}
+
+function notFound(): VigilError {
+  return new VigilError('ERR_HTTP_NOT_FOUND', 'no such admin endpoint', {
+    status: 404,
+    publicMessage: 'not found',
+  });
+}
+
+/**
+ * The proxy listener. Until a route's upstream is wired, nothing is forwarded: any
+ * request that is not Vigil's own health check is refused (default deny).
+ */
+function handleProxy(request: IncomingMessage, response: ServerResponse): void {
+  const path = (request.url ?? '/').split('?')[0];
+  if (path === '/.vigil/healthz') {
+    sendJson(response, 200, { status: 'ok' });
+    return;
+  }
+  sendJson(response, 404, { error: 'no-route', request_id: randomUUID() });
+}
