@@ -34,14 +34,14 @@ export function deviceLevel(level: 'none' | 'registered' | 'managed'): Leaf {
 }
 
 export function deviceId(ids: readonly string[]): Leaf {
-  const has = memberOf(ids);
+  const members = memberOf(ids);
   return {
     reasons: MISSING | REVOKED | DENIED,
     evaluate: (input) => {
       const device = input.device;
       if (device === undefined) return MISSING;
       if (device.state === 'revoked') return REVOKED;
-      return has(device.id) ? 0 : DENIED;
+      return members.has(device.id) ? 0 : DENIED;
     },
   };
 }
@@ -81,7 +81,7 @@ export function posture(spec: PostureSpec): Leaf {
   const checkOs = (report: DevicePosture): number => {
     const family = report.osFamily?.toLowerCase();
     if (family === undefined) return POSTURE_UNKNOWN;
-    if (families !== undefined && !families(family)) return POSTURE_FAILED;
+    if (families !== undefined && !families.has(family)) return POSTURE_FAILED;
     if (minimums === undefined) return 0;
     // A family with no minimum listed fails: the policy did not say it is acceptable.
     const minimum = minimums.get(family);

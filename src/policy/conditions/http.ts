@@ -11,8 +11,8 @@ const many = (value: string | string[]): string[] => (Array.isArray(value) ? val
 
 /** Methods are compared upper-case, as Node reports them. */
 export function method(methods: readonly string[]): Leaf {
-  const has = memberOf(methods);
-  return { reasons: METHOD, evaluate: (input) => (has(input.method) ? 0 : METHOD) };
+  const members = memberOf(methods);
+  return { reasons: METHOD, evaluate: (input) => (members.has(input.method) ? 0 : METHOD) };
 }
 
 /**
@@ -22,8 +22,8 @@ export function method(methods: readonly string[]): Leaf {
  */
 export function path(spec: NonNullable<ConditionSpec['path']>): Leaf {
   if (spec.equals !== undefined) {
-    const has = memberOf(many(spec.equals));
-    return { reasons: PATH, evaluate: (input) => (has(input.path) ? 0 : PATH) };
+    const members = memberOf(many(spec.equals));
+    return { reasons: PATH, evaluate: (input) => (members.has(input.path) ? 0 : PATH) };
   }
   if (spec.prefix !== undefined) {
     const prefixes = many(spec.prefix);
@@ -57,13 +57,13 @@ export function path(spec: NonNullable<ConditionSpec['path']>): Leaf {
 /** `header: { name, equals | in }`; names are lower-case, values compared exactly. */
 export function header(spec: NonNullable<ConditionSpec['header']>): Leaf {
   const name = spec.name;
-  const has = memberOf(spec.in ?? [spec.equals as string]);
+  const members = memberOf(spec.in ?? [spec.equals as string]);
   return {
     reasons: HEADER | UNKNOWN,
     evaluate: (input) => {
       const value = input.headers?.[name];
       if (value === undefined) return HEADER | UNKNOWN;
-      return has(value) ? 0 : HEADER;
+      return members.has(value) ? 0 : HEADER;
     },
   };
 }

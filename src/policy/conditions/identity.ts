@@ -16,13 +16,13 @@ export function authenticated(): Leaf {
 }
 
 export function userId(ids: readonly string[]): Leaf {
-  const has = memberOf(ids);
+  const members = memberOf(ids);
   return {
     reasons: UNAUTHENTICATED | UNAUTHORIZED,
     evaluate: (input) => {
       const user = input.user;
       if (user === undefined) return UNAUTHENTICATED;
-      return has(user.id) ? 0 : UNAUTHORIZED;
+      return members.has(user.id) ? 0 : UNAUTHORIZED;
     },
   };
 }
@@ -30,15 +30,15 @@ export function userId(ids: readonly string[]): Leaf {
 const UPPER = /[A-Z]/;
 
 export function email(addresses: readonly string[]): Leaf {
-  const has = memberOf(addresses);
+  const members = memberOf(addresses);
   return {
     reasons: UNAUTHENTICATED | UNAUTHORIZED,
     evaluate: (input) => {
       const address = input.user?.email;
       if (address === undefined) return input.user === undefined ? UNAUTHENTICATED : UNAUTHORIZED | UNKNOWN;
       // Lower-casing allocates; IdPs almost always send lower-case addresses already.
-      if (has(address)) return 0;
-      return UPPER.test(address) && has(address.toLowerCase()) ? 0 : UNAUTHORIZED;
+      if (members.has(address)) return 0;
+      return UPPER.test(address) && members.has(address.toLowerCase()) ? 0 : UNAUTHORIZED;
     },
   };
 }

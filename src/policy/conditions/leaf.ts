@@ -12,13 +12,26 @@ export interface Leaf {
   readonly reasons: number;
 }
 
-/** Membership test compiled for its size: a short array scan beats hashing below ~8 entries. */
-export function memberOf(values: readonly string[]): (value: string) => boolean {
-  if (values.length === 1) {
-    const only = values[0];
-    return (value) => value === only;
+/**
+ * A set of strings tested for membership. One class (not a closure per size) keeps the
+ * call sites monomorphic so the JIT inlines them; a short array scan beats hashing below
+ * ~8 entries.
+ */
+export class Members {
+  readonly #list: readonly string[];
+  readonly #set: ReadonlySet<string> | undefined;
+
+  constructor(values: readonly string[]) {
+    this.#list = [...values];
+    this.#set = values.length > 8 ? new Set(values) : undefined;
   }
-  if (values.length <= 8) return (value) => values.includes(value);
-  const set = new Set(values);
-  return (value) => set.has(value);
+
+  has(value: string): boolean {
+    const set = this.#set;
+    return set === undefined ? this.#list.includes(value) : set.has(value);
+  }
+}
+
+export function memberOf(values: readonly string[]): Members {
+  return new Members(values);
 }

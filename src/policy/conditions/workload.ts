@@ -10,13 +10,13 @@ const NO_CERT = bit('client-cert-missing');
 /** `spiffe_id: { equals | glob }`; in a glob `*` is one path segment, `**` any number. */
 export function spiffeId(spec: NonNullable<ConditionSpec['spiffe_id']>): Leaf {
   if (spec.equals !== undefined) {
-    const has = memberOf(Array.isArray(spec.equals) ? spec.equals : [spec.equals]);
+    const members = memberOf(Array.isArray(spec.equals) ? spec.equals : [spec.equals]);
     return {
       reasons: MISSING,
       evaluate: (input) => {
         const workload = input.workload;
         if (workload === undefined) return MISSING;
-        return has(workload.spiffeId) ? 0 : DENIED;
+        return members.has(workload.spiffeId) ? 0 : DENIED;
       },
     };
   }
