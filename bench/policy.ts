@@ -227,8 +227,8 @@ for (let i = 0; i < REQUESTS; i++) {
   const input = requests[i] as PolicyInput;
   const a = vigil.decide(input);
   const b = baseline(input);
-  if (vigilUnique.decide(input) !== vigilUnique.decide(input) || vigilUnique.decide(input).rule !== a.rule)
-    disagreements++;
+  const unique = vigilUnique.decide(input);
+  if (unique.effect !== a.effect || unique.rule !== a.rule) disagreements++;
   if (a.effect !== b.effect || (b.rule !== null && a.rule !== b.rule)) {
     if (disagreements++ === 0) log(`first disagreement: ${JSON.stringify({ input, vigil: a, baseline: b })}`);
   }
