@@ -1,4 +1,5 @@
 export { ConfigError, ENV_OVERRIDES, type LoadedConfig, loadConfig, parseConfig } from './loader.ts';
+export { configReferenceMarkdown } from './reference.ts';
 export {
   configSchema,
   type ListenAddress,

@@ -110,72 +110,93 @@ export function configSchema(baseDir: string) {
     });
 
   const tls = z.strictObject({
-    cert_file: path,
-    key_file: path,
-    /** When set, the listener asks for client certificates signed by this CA (device binding). */
-    client_ca_file: path.optional(),
+    cert_file: path.describe('PEM certificate chain of the proxy listener'),
+    key_file: path.describe('PEM private key of the proxy listener'),
+    client_ca_file: path
+      .optional()
+      .describe('ask for client certificates signed by this CA (device binding)'),
   });
 
   const route = z.strictObject({
     name: z
       .string()
-      .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be lower-case letters, digits and dashes (max 63)'),
-    /** Public URL the route answers on: scheme, host and optional path prefix. */
-    from: httpUrl,
-    /** Upstream URLs; several are used round robin. */
+      .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be lower-case letters, digits and dashes (max 63)')
+      .describe('unique name, used in logs, metrics and the audit log'),
+    from: httpUrl.describe('public URL the route answers on: scheme, host and optional path prefix'),
     to: z
       .union([httpUrl, z.array(httpUrl).min(1)])
-      .transform((value) => (Array.isArray(value) ? value : [value])),
-    /** Name of the policy (from policy_files) that decides who reaches this route. */
-    policy: z.string().min(1),
-    mode: z.enum(['enforce', 'audit']).default('enforce'),
+      .transform((value) => (Array.isArray(value) ? value : [value]))
+      .describe('upstream URL, or a list used round robin'),
+    policy: z
+      .string()
+      .min(1)
+      .describe('name of the policy (from policy_files) that decides who reaches this route'),
+    mode: z
+      .enum(['enforce', 'audit'])
+      .default('enforce')
+      .describe('audit logs the would-be decision and lets the request through (for rollouts)'),
   });
 
   return z
     .strictObject({
       server: z
         .strictObject({
-          proxy_listen: listen('127.0.0.1:8080'),
-          admin_listen: listen('127.0.0.1:8081'),
-          /** Where SQLite, keys and state live when the database URL does not say otherwise. */
-          data_dir: path.default('./.vigil-data'),
-          /** How long in-flight requests may take to finish on SIGTERM. */
-          shutdown_timeout: duration('10s'),
-          tls: tls.optional(),
+          proxy_listen: listen('127.0.0.1:8080').describe(
+            'address of the proxy listener (env VIGIL_PROXY_LISTEN)',
+          ),
+          admin_listen: listen('127.0.0.1:8081').describe(
+            'address of the admin API, /healthz, /readyz and /metrics (env VIGIL_ADMIN_LISTEN)',
+          ),
+          data_dir: path
+            .prefault('./.vigil-data')
+            .describe('where SQLite, generated keys and tokens live (env VIGIL_DATA_DIR)'),
+          shutdown_timeout: duration('10s').describe('how long in-flight requests may finish on SIGTERM'),
+          tls: tls.optional().describe('serve the proxy listener over TLS'),
         })
         .prefault({}),
       database: z
         .strictObject({
-          /** `sqlite:///absolute/path.db`, `sqlite://relative.db` or `postgres://user@host/db`. */
           url: z
             .string()
             .regex(/^(sqlite|postgres|postgresql):\/\//, 'must start with sqlite:// or postgres://')
-            .optional(),
+            .optional()
+            .describe(
+              'sqlite:///abs/path.db, sqlite://relative.db (under data_dir) or postgres://user@host/db[?schema=name]; default: vigil.db in data_dir (env VIGIL_DATABASE_URL)',
+            ),
         })
         .prefault({}),
       redis: z
         .strictObject({
-          /** Shared counters (rate limits, lockouts) across replicas; memory when unset. */
           url: z
             .string()
             .regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')
-            .optional(),
+            .optional()
+            .describe(
+              'shared counters (rate limits, lockouts) across replicas; memory when unset (env VIGIL_REDIS_URL)',
+            ),
         })
         .prefault({}),
       log: z
         .strictObject({
-          level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
-          format: z.enum(['auto', 'json', 'pretty']).default('auto'),
+          level: z
+            .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal'])
+            .default('info')
+            .describe('log level'),
+          format: z
+            .enum(['auto', 'json', 'pretty'])
+            .default('auto')
+            .describe('auto: pretty on a terminal, else JSON'),
         })
         .prefault({}),
       admin: z
         .strictObject({
-          /** Bearer token for the admin API, read from a 0600 file. */
-          token_file: secretFile.optional(),
+          token_file: secretFile
+            .optional()
+            .describe('0600 file with the admin API bearer token; generated in data_dir when unset'),
         })
         .prefault({}),
-      policy_files: z.array(path).default([]),
-      routes: z.array(route).default([]),
+      policy_files: z.array(path).default([]).describe('policy YAML files (see docs/policy.md)'),
+      routes: z.array(route).default([]).describe('what the proxy serves and which policy guards it'),
     })
     .superRefine((config, ctx) => {
       const seen = new Map<string, number>();
