@@ -148,7 +148,40 @@ function evaluate(options: JsonFlag & { policy: string[]; input: string }): void
   }
   const input = parsePolicyInput(raw, systemClock.now(), options.input);
   const decision = set.decide(input, { explain: true });
-  printObject({ ...decision }, options);
+  if (options.json) {
+    printObject({ ...decision }, options);
+    return;
+  }
+  const { explain, ...verdict } = decision;
+  const route = explain?.route;
+  printObject(
+    {
+      ...verdict,
+      reasons: verdict.reasons.join(', ') || '-',
+      route: route ? `${route.host}${route.pathPrefix} -> ${route.policy}` : '-',
+    },
+    options,
+  );
+  process.stdout.write('\n');
+  printRows(
+    (explain?.rules ?? []).map((rule) => ({
+      rule: rule.rule,
+      effect: rule.effect,
+      matched: rule.matched ? 'yes' : 'no',
+      state: rule.state,
+      failed: rule.failed
+        .map((item) => `${item.path} (${item.state}: ${item.reasons.join(', ')})`)
+        .join('; '),
+    })),
+    [
+      { key: 'rule', header: 'RULE' },
+      { key: 'effect', header: 'EFFECT' },
+      { key: 'matched', header: 'MATCHED' },
+      { key: 'state', header: 'STATE' },
+      { key: 'failed', header: 'NOT HOLDING' },
+    ],
+    options,
+  );
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
