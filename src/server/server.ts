@@ -18,6 +18,7 @@ import {
 import { resolveAdminToken } from './admin-token.ts';
 import { createListener, drain, listen, urlOf } from './listeners.ts';
 import { openApiDocument } from './openapi.ts';
+import { type ServingPolicies, startPolicies } from './policies.ts';
 import { VERSION } from './version.ts';
 
 export interface StartServerOptions {
@@ -73,8 +74,19 @@ export async function startServer(
   if (!config.admin.token_file)
     logger.info({ path: adminToken.path }, 'admin API token (generated on first start)');
 
+  let policies: ServingPolicies;
+  try {
+    policies = await startPolicies(loaded, { logger, metrics, watch: options.watchConfig === true });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+
   const watcher = new ConfigWatcher(loaded, { env: options.env ?? process.env, logger });
-  watcher.onChange(() => reloads.labels('ok').inc());
+  watcher.onChange((next) => {
+    reloads.labels('ok').inc();
+    void policies.reload(next);
+  });
   if (options.watchConfig) watcher.start();
 
   const router = new ApiRouter();
@@ -98,7 +110,7 @@ export async function startServer(
       },
     }),
   };
-  router.add(statusRoute);
+  router.add(statusRoute, ...policies.routes);
 
   const admin = createListener(
     (request, response) =>
@@ -114,6 +126,7 @@ export async function startServer(
     proxyInfo = await listen(proxy, config.server.proxy_listen, 'proxy');
   } catch (error) {
     watcher.stop();
+    policies.close();
     admin.close();
     await store.close();
     throw error;
@@ -134,6 +147,7 @@ export async function startServer(
     close() {
       closing ??= (async () => {
         watcher.stop();
+        policies.close();
         const timeout = watcher.current.config.server.shutdown_timeout;
         await Promise.all([drain(proxy, timeout), drain(admin, timeout)]);
         await store.close();
