@@ -135,6 +135,103 @@ export function configSchema(baseDir: string) {
       .enum(['enforce', 'audit'])
       .default('enforce')
       .describe('audit logs the would-be decision and lets the request through (for rollouts)'),
+    reauth_after: z
+      .string()
+      .optional()
+      .transform((text, ctx) => {
+        if (text === undefined) return undefined;
+        const ms = parseDuration(text);
+        if (ms === undefined || ms <= 0) {
+          ctx.addIssue({ code: 'custom', message: `must be a duration like 30m or 4h (got "${text}")` });
+          return z.NEVER;
+        }
+        return ms;
+      })
+      .describe('sign-in frequency: a session whose login is older than this logs in again (e.g. 4h)'),
+    idp: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'identity provider (by name) this route logs users in with; a login page lists all otherwise',
+      ),
+  });
+
+  const idpName = z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be lower-case letters, digits and dashes (max 63)');
+
+  const identityProvider = z.strictObject({
+    name: idpName.describe('short name used in /.vigil/login?idp=NAME, user ids (NAME:sub) and routes[].idp'),
+    issuer: httpUrl.describe('issuer URL; its /.well-known/openid-configuration is fetched at start'),
+    client_id: z.string().min(1).describe('OAuth client id registered with the provider'),
+    client_secret_file: secretFile
+      .optional()
+      .describe('0600 file with the client secret (client_secret_basic, client_secret_post)'),
+    private_key_file: secretFile.optional().describe('0600 PKCS#8 PEM private key for private_key_jwt'),
+    token_endpoint_auth_method: z
+      .enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt'])
+      .default('client_secret_basic')
+      .describe('how Vigil authenticates to the token endpoint'),
+    scopes: z
+      .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token'))
+      .default(['openid', 'email', 'profile', 'groups', 'offline_access'])
+      .describe('scopes asked for at login; offline_access gets a refresh token that keeps groups fresh'),
+    claims: z
+      .strictObject({
+        user_id: z.string().min(1).default('sub').describe('claim holding the stable user id'),
+        email: z.string().min(1).default('email').describe('claim holding the email address'),
+        groups: z
+          .string()
+          .min(1)
+          .default('groups')
+          .describe('claim holding the groups; a dotted path reaches nested claims (realm_access.roles)'),
+      })
+      .prefault({})
+      .describe('where each identity attribute is read from in the ID token or bearer JWT'),
+    algorithms: z
+      .array(
+        z.enum([
+          'RS256',
+          'RS384',
+          'RS512',
+          'PS256',
+          'PS384',
+          'PS512',
+          'ES256',
+          'ES384',
+          'ES512',
+          'EdDSA',
+          'Ed25519',
+        ]),
+      )
+      .min(1)
+      .default(['RS256', 'ES256', 'PS256', 'EdDSA'])
+      .describe('signature algorithms accepted from this issuer (never none, never a symmetric one)'),
+    audience: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('audience bearer JWTs must carry; the client id when unset'),
+    typ: z.string().min(1).optional().describe('JWT typ header bearer tokens must carry (e.g. at+jwt)'),
+    leeway: duration('30s').describe('clock skew tolerated on exp, nbf and iat'),
+    refresh_interval: duration('15m').describe(
+      "how often a session's groups are refreshed with its refresh token; a user removed from the IdP loses access then",
+    ),
+  });
+
+  const devUser = z.strictObject({
+    username: z
+      .string()
+      .regex(/^[a-z0-9._-]{1,64}$/, 'must be lower-case letters, digits, . _ -')
+      .describe('login name, also the subject (sub)'),
+    password: z.string().min(1).default('demo').describe('login form password (dev only)'),
+    email: z.string().email().optional().describe('email claim; USERNAME@example.com when unset'),
+    groups: z.array(z.string().min(1)).default([]).describe('groups claim'),
+    amr: z
+      .array(z.string().min(1))
+      .default(['pwd'])
+      .describe('authentication methods reported in amr; ["pwd","mfa"] marks MFA'),
   });
 
   return z
@@ -197,6 +294,46 @@ export function configSchema(baseDir: string) {
         .prefault({}),
       policy_files: z.array(path).default([]).describe('policy YAML files (see docs/policy.md)'),
       routes: z.array(route).default([]).describe('what the proxy serves and which policy guards it'),
+      identity_providers: z
+        .array(identityProvider)
+        .default([])
+        .describe('OpenID Connect providers users log in with; several may be configured at once'),
+      session: z
+        .strictObject({
+          cookie_name: z
+            .string()
+            .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be letters, digits, _ and - (max 64)')
+            .default('_vigil_session')
+            .describe('name of the encrypted session cookie'),
+          max_age: duration('12h').describe('absolute lifetime of a session, whatever its activity'),
+          idle_timeout: duration('1h').describe('a session unused for this long ends'),
+          secret_file: secretFile
+            .optional()
+            .describe(
+              '0600 file with the 32-byte base64url key sealing session cookies; generated in data_dir when unset',
+            ),
+        })
+        .prefault({}),
+      dev_idp: z
+        .preprocess(
+          (value) => (value === true ? {} : value === undefined ? false : value),
+          z.union([
+            z.literal(false),
+            z.strictObject({
+              listen: listen('127.0.0.1:9400').describe('loopback address of the dev IdP (port 0 picks one)'),
+              name: idpName.default('dev').describe('name of the dev IdP among the identity providers'),
+              users: z
+                .array(devUser)
+                .optional()
+                .describe(
+                  'demo users; alice (engineering, sre, MFA), bob (contractors) and carol (finance) when unset',
+                ),
+            }),
+          ]),
+        )
+        .describe(
+          'built-in demo identity provider for vigil up and tests; never for production (true: defaults)',
+        ),
     })
     .superRefine((config, ctx) => {
       const seen = new Map<string, number>();
@@ -211,8 +348,42 @@ export function configSchema(baseDir: string) {
         }
         seen.set(route.name, index);
       });
+      const idps = new Map<string, number>();
+      config.identity_providers.forEach((idp, index) => {
+        const previous = idps.get(idp.name);
+        if (previous !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['identity_providers', index, 'name'],
+            message: `duplicate identity provider name "${idp.name}" (first at identity_providers[${previous}])`,
+          });
+        }
+        idps.set(idp.name, index);
+        const needs =
+          idp.token_endpoint_auth_method === 'private_key_jwt' ? 'private_key_file' : 'client_secret_file';
+        if (idp[needs] === undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['identity_providers', index, needs],
+            message: `${idp.token_endpoint_auth_method} needs ${needs}`,
+          });
+        }
+      });
+      const devName = config.dev_idp === false ? undefined : config.dev_idp.name;
+      config.routes.forEach((route, index) => {
+        if (route.idp !== undefined && !idps.has(route.idp) && route.idp !== devName) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['routes', index, 'idp'],
+            message: `no identity provider named "${route.idp}"`,
+          });
+        }
+      });
     });
 }
 
 export type VigilConfig = z.output<ReturnType<typeof configSchema>>;
 export type RouteConfig = VigilConfig['routes'][number];
+export type IdentityProviderConfig = VigilConfig['identity_providers'][number];
+export type SessionConfig = VigilConfig['session'];
+export type DevIdpConfig = Exclude<VigilConfig['dev_idp'], false>;
