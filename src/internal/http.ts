@@ -62,7 +62,10 @@ export class ApiRouter {
   }
 
   /** The route for a request, `method-not-allowed` when only the path matches, or undefined. */
-  match(method: string, path: string): { route: ApiRoute; params: Record<string, string> } | 'method-not-allowed' | undefined {
+  match(
+    method: string,
+    path: string,
+  ): { route: ApiRoute; params: Record<string, string> } | 'method-not-allowed' | undefined {
     let pathMatched = false;
     for (const { route, pattern, names } of this.#routes) {
       const found = pattern.exec(path);
@@ -122,7 +125,12 @@ function bodyTooLarge(limit: number): VigilError {
   });
 }
 
-export function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(
+  response: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   const text = JSON.stringify(body);
   response.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',

@@ -30,7 +30,8 @@ const REDACT_PATHS = [
 
 export function createLogger(options: LoggerOptions = {}): Logger {
   const format = options.format ?? 'auto';
-  const pretty = format === 'pretty' || (format === 'auto' && process.stdout.isTTY === true && !options.destination);
+  const pretty =
+    format === 'pretty' || (format === 'auto' && process.stdout.isTTY === true && !options.destination);
   const base = {
     level: options.level ?? 'info',
     base: { service: 'vigil' },
@@ -38,7 +39,10 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     timestamp: pino.stdTimeFunctions.isoTime,
   };
   if (pretty) {
-    return pino({ ...base, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss' } } });
+    return pino({
+      ...base,
+      transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss' } },
+    });
   }
   return options.destination ? pino(base, options.destination) : pino(base);
 }
