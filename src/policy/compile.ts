@@ -33,6 +33,8 @@ export interface CompiledPolicy {
 }
 
 export interface CompiledRoute {
+  /** The route's name (vigil.yaml), or `host/prefix` for routes declared in policy files. */
+  readonly name: string;
   readonly host: string;
   readonly pathPrefix: string;
   readonly policy: CompiledPolicy;
@@ -306,7 +308,8 @@ export function compilePolicies(
     const policy = policies.get(spec.policy);
     if (policy === undefined) throw invalid(`${source}.policy: no policy named "${spec.policy}"`);
     const mode = spec.mode ?? 'enforce';
-    return Object.freeze({ host, pathPrefix, policy, mode, source, decide: buildDecide(policy, mode, key) });
+    const name = spec.name ?? key;
+    return Object.freeze({ name, host, pathPrefix, policy, mode, source, decide: buildDecide(policy, mode, name) });
   });
   return new CompiledPolicySet(
     policies,

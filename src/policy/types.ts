@@ -91,6 +91,8 @@ export interface ExplainTrace {
 
 /** A route as the proxy config or a policy file declares it. */
 export interface RouteSpec {
+  /** Name decisions and audit events carry; `host/prefix` when absent. */
+  name?: string;
   host: string;
   pathPrefix?: string;
   policy: string;

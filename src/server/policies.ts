@@ -12,7 +12,8 @@ export function routeSpecs(routes: readonly RouteConfig[], configPath: string): 
   return routes.map((route, index) => {
     const from = new URL(route.from);
     return {
-      host: from.host.toLowerCase(),
+      name: route.name,
+      host: from.hostname.toLowerCase(),
       pathPrefix: from.pathname === '' ? '/' : from.pathname,
       policy: route.policy,
       mode: route.mode,

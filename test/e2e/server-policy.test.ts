@@ -61,6 +61,7 @@ describe('vigil server with policies', () => {
       assert.equal(status.last_error, null);
       assert.deepEqual(status.routes, [
         {
+          name: 'grafana',
           host: 'grafana.corp.example',
           pathPrefix: '/',
           policy: 'internal-tools',
