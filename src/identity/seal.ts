@@ -1,0 +1,50 @@
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+const VERSION = 'v1';
+
+/**
+ * Authenticated encryption (AES-256-GCM, node:crypto) of small values: session cookies,
+ * login state, refresh tokens at rest. Each purpose gets its own key derived with HKDF
+ * from the session key, so a value sealed for one purpose never opens as another.
+ * Synchronous on purpose: opening a cookie is on the proxy's hot path.
+ */
+export class Sealer {
+  readonly #key: Buffer;
+  readonly #aad: Buffer;
+
+  constructor(masterKey: Uint8Array, purpose: string) {
+    if (masterKey.byteLength !== 32) throw new TypeError('session key must be 32 bytes');
+    this.#key = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), `vigil ${purpose}`, 32));
+    this.#aad = Buffer.from(purpose);
+  }
+
+  seal(plaintext: string): string {
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', this.#key, iv);
+    cipher.setAAD(this.#aad);
+    const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
+    return `${VERSION}.${Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64url')}`;
+  }
+
+  /** The plaintext, or undefined for anything forged, altered, truncated or foreign. */
+  open(sealed: string, maxLength = 8192): string | undefined {
+    if (sealed.length > maxLength || !sealed.startsWith(`${VERSION}.`)) return undefined;
+    const raw = Buffer.from(sealed.slice(VERSION.length + 1), 'base64url');
+    if (raw.length < IV_BYTES + TAG_BYTES) return undefined;
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', this.#key, raw.subarray(0, IV_BYTES), {
+        authTagLength: TAG_BYTES,
+      });
+      decipher.setAAD(this.#aad);
+      decipher.setAuthTag(raw.subarray(raw.length - TAG_BYTES));
+      return Buffer.concat([
+        decipher.update(raw.subarray(IV_BYTES, raw.length - TAG_BYTES)),
+        decipher.final(),
+      ]).toString('utf8');
+    } catch {
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,237 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isVigilError } from '../../src/errors.ts';
+import {
+  type NewSession,
+  type RefreshOutcome,
+  resolveSessionKey,
+  Sealer,
+  SessionManager,
+} from '../../src/identity/index.ts';
+import { ManualClock, systemClock } from '../../src/internal/clock.ts';
+import { openStore, type Store } from '../../src/store/index.ts';
+import { silentLogger } from '../../src/telemetry/index.ts';
+import { freshPostgresUrl, freshSqliteUrl } from '../support/databases.ts';
+import { tempDir } from '../support/tmp.ts';
+
+const HOUR = 3_600_000;
+const key = randomBytes(32);
+
+const alice: NewSession = {
+  idp: 'dev',
+  subject: 'alice',
+  email: 'alice@example.com',
+  groups: ['engineering', 'sre'],
+  amr: ['pwd', 'mfa'],
+  acr: undefined,
+  authTime: 0,
+  claims: { sub: 'alice', email: 'alice@example.com' },
+  deviceId: 'laptop-1',
+  refreshToken: 'rt-alice',
+};
+
+async function open(url: string): Promise<Store> {
+  const store = await openStore(url);
+  after(() => store.close());
+  return store;
+}
+
+async function manager(
+  store: Store,
+  clock: ManualClock | typeof systemClock,
+  extra: Partial<ConstructorParameters<typeof SessionManager>[0]> = {},
+) {
+  const sessions = new SessionManager({
+    store,
+    clock,
+    logger: silentLogger(),
+    key,
+    policy: { maxAgeMs: 12 * HOUR, idleTimeoutMs: HOUR },
+    ...extra,
+  });
+  await sessions.start();
+  after(() => sessions.close());
+  return sessions;
+}
+
+describe('session lifetime (ManualClock)', () => {
+  it('ends a session after the idle timeout, and activity keeps it alive', async () => {
+    const clock = new ManualClock();
+    const sessions = await manager(await open(freshSqliteUrl()), clock);
+    const { cookie } = await sessions.create({ ...alice, authTime: clock.now() });
+    const first = sessions.lookup(cookie);
+    assert.equal(first.identity?.userId, 'dev:alice');
+    assert.deepEqual(first.identity?.groups, ['engineering', 'sre']);
+    assert.deepEqual(first.identity?.amr, ['pwd', 'mfa']);
+    assert.equal(first.identity?.deviceId, 'laptop-1');
+    clock.advance(HOUR - 1000);
+    assert.ok(sessions.lookup(cookie).identity, 'used just before the idle timeout');
+    clock.advance(HOUR - 1000);
+    assert.ok(sessions.lookup(cookie).identity, 'the previous use reset the idle clock');
+    clock.advance(HOUR);
+    assert.equal(sessions.lookup(cookie).reason, 'session-idle');
+  });
+
+  it('ends a session at its absolute max age however active it is', async () => {
+    const clock = new ManualClock();
+    const sessions = await manager(await open(freshSqliteUrl()), clock);
+    const { cookie } = await sessions.create({ ...alice, authTime: clock.now() });
+    for (let hour = 0; hour < 11; hour++) {
+      clock.advance(HOUR - 60_000);
+      assert.ok(sessions.lookup(cookie).identity, `hour ${hour}`);
+    }
+    clock.set(clock.now() + 12 * HOUR);
+    assert.equal(sessions.lookup(cookie).reason, 'session-expired');
+  });
+
+  it('asks for a new login when the route wants a fresher one (reauth_after)', async () => {
+    const clock = new ManualClock();
+    const sessions = await manager(await open(freshSqliteUrl()), clock);
+    const { cookie } = await sessions.create({ ...alice, authTime: clock.now() });
+    // Used every 50 minutes, so idle never ends it; only the age of the login matters.
+    for (let step = 0; step < 4; step++) {
+      clock.advance(50 * 60_000);
+      assert.ok(sessions.lookup(cookie, { reauthAfterMs: 4 * HOUR }).identity, `step ${step}`);
+    }
+    clock.advance(50 * 60_000);
+    assert.equal(sessions.lookup(cookie, { reauthAfterMs: 4 * HOUR }).reason, 'session-reauth-required');
+    assert.ok(sessions.lookup(cookie).identity, 'a route without reauth_after still accepts it');
+  });
+
+  it('refuses forged, altered and foreign cookies', async () => {
+    const clock = new ManualClock();
+    const sessions = await manager(await open(freshSqliteUrl()), clock);
+    const { id, cookie } = await sessions.create({ ...alice, authTime: clock.now() });
+    assert.equal(sessions.lookup(id).reason, 'session-cookie-invalid', 'the bare id is not a cookie');
+    const flipped = `${cookie.slice(0, -2)}${cookie.endsWith('A') ? 'B' : 'A'}A`;
+    assert.equal(sessions.lookup(flipped).reason, 'session-cookie-invalid');
+    assert.equal(
+      sessions.lookup(new Sealer(randomBytes(32), 'session cookie').seal(id)).reason,
+      'session-cookie-invalid',
+    );
+    assert.equal(sessions.lookup(new Sealer(key, 'refresh token').seal(id)).reason, 'session-cookie-invalid');
+    assert.equal(
+      sessions.lookup(new Sealer(key, 'session cookie').seal('no-such-id')).reason,
+      'session-unknown',
+    );
+    assert.equal(sessions.lookup('x'.repeat(100_000)).reason, 'session-cookie-invalid');
+  });
+
+  it('writes last-seen back in a batch and loads live sessions after a restart', async () => {
+    const clock = new ManualClock();
+    const store = await open(freshSqliteUrl());
+    const sessions = await manager(store, clock);
+    const { id, cookie } = await sessions.create({ ...alice, authTime: clock.now() });
+    clock.advance(10 * 60_000);
+    sessions.lookup(cookie);
+    await sessions.flush();
+    const row = await store.db
+      .selectFrom('sessions')
+      .select('last_seen_at')
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+    assert.equal(row.last_seen_at, clock.now());
+    const restarted = await manager(store, clock);
+    assert.ok(restarted.lookup(cookie).identity);
+  });
+
+  it('revokes one session, a user (logout everywhere) and a device', async () => {
+    const clock = new ManualClock();
+    const sessions = await manager(await open(freshSqliteUrl()), clock);
+    const a = await sessions.create({ ...alice, authTime: clock.now() });
+    const b = await sessions.create({ ...alice, authTime: clock.now(), deviceId: 'phone' });
+    const c = await sessions.create({ ...alice, subject: 'bob', authTime: clock.now(), deviceId: 'phone' });
+    const d = await sessions.create({ ...alice, subject: 'carol', authTime: clock.now(), deviceId: 'desk' });
+    assert.equal(await sessions.revoke(a.id, 'admin'), true);
+    assert.equal(await sessions.revoke(a.id, 'admin'), false, 'already revoked');
+    assert.equal(sessions.lookup(a.cookie).reason, 'session-unknown');
+    assert.equal(await sessions.revokeDevice('phone', 'lost'), 2);
+    assert.equal(sessions.lookup(b.cookie).reason, 'session-unknown');
+    assert.equal(sessions.lookup(c.cookie).reason, 'session-unknown');
+    assert.equal(await sessions.revokeUser('dev:carol', 'logout-everywhere'), 1);
+    assert.equal(sessions.lookup(d.cookie).reason, 'session-unknown');
+    const all = await sessions.list({ includeEnded: true });
+    assert.equal(all.length, 4);
+    assert.ok(all.every((session) => session.revoked_at !== null));
+    assert.ok(!JSON.stringify(all).includes('rt-alice'), 'the refresh token is never listed');
+  });
+
+  it('revokes a session whose user the IdP no longer knows at the next refresh', async () => {
+    const clock = new ManualClock();
+    let answer: RefreshOutcome = { kind: 'updated', groups: ['engineering'] };
+    const seen: string[] = [];
+    const sessions = await manager(await open(freshSqliteUrl()), clock, {
+      refresher: async (_idp, refreshToken) => {
+        seen.push(refreshToken);
+        return answer;
+      },
+      refreshIntervalMs: () => 15 * 60_000,
+    });
+    const { id, cookie } = await sessions.create({ ...alice, authTime: clock.now() });
+    clock.advance(16 * 60_000);
+    await sessions.refreshNow(id);
+    assert.deepEqual(seen, ['rt-alice']);
+    assert.deepEqual(sessions.lookup(cookie).identity?.groups, ['engineering'], 'groups kept fresh');
+    answer = { kind: 'unavailable' };
+    await sessions.refreshNow(id);
+    assert.ok(sessions.lookup(cookie).identity, 'an unreachable IdP does not end the session');
+    answer = { kind: 'denied' };
+    await sessions.refreshNow(id);
+    assert.equal(sessions.lookup(cookie).reason, 'session-unknown');
+  });
+});
+
+describe('session key', () => {
+  it('generates a 0600 key on first start and reuses it', () => {
+    const dir = tempDir();
+    const first = resolveSessionKey(undefined, dir);
+    assert.equal(first.key.length, 32);
+    assert.equal(statSync(join(dir, 'session.key')).mode & 0o777, 0o600);
+    assert.deepEqual(resolveSessionKey(undefined, dir).key, first.key);
+  });
+
+  it('refuses a key file readable by others and a key of the wrong size', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'session.key'), randomBytes(32).toString('base64url'), { mode: 0o644 });
+    assert.throws(
+      () => resolveSessionKey(undefined, dir),
+      (error) => isVigilError(error, 'ERR_SESSION_KEY'),
+    );
+    assert.throws(
+      () => resolveSessionKey('c2hvcnQ', dir),
+      (error) => isVigilError(error, 'ERR_SESSION_KEY'),
+    );
+  });
+});
+
+describe('revocation across replicas (PostgreSQL)', () => {
+  it('a revocation on one replica reaches another within 2 s', async () => {
+    const url = freshPostgresUrl();
+    const one = await manager(await open(url), systemClock);
+    const two = await manager(await open(url), systemClock);
+    const { id, cookie } = await one.create({ ...alice, authTime: Date.now() });
+    const deadline = Date.now() + 2000;
+    while (!two.lookup(cookie).identity && Date.now() < deadline) await sleep(20);
+    assert.ok(two.lookup(cookie).identity, 'the new session reached replica two');
+
+    const started = Date.now();
+    await one.revoke(id, 'admin');
+    while (two.lookup(cookie).identity && Date.now() - started < 2000) await sleep(10);
+    assert.equal(
+      two.lookup(cookie).reason,
+      'session-unknown',
+      `still live on replica two after ${Date.now() - started} ms`,
+    );
+
+    const other = await one.create({ ...alice, subject: 'bob', authTime: Date.now() });
+    while (!two.lookup(other.cookie).identity && Date.now() < deadline + 2000) await sleep(20);
+    const userStart = Date.now();
+    await two.revokeUser('dev:bob', 'logout-everywhere');
+    while (one.lookup(other.cookie).identity && Date.now() - userStart < 2000) await sleep(10);
+    assert.equal(one.lookup(other.cookie).reason, 'session-unknown');
+  });
+});
