@@ -121,11 +121,65 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.createIndex('signing_keys_purpose').on('signing_keys').column('purpose').execute();
     },
   },
+  '0002_ca': {
+    async up(db: Kysely<unknown>) {
+      // Root and intermediates of the internal CA. key_enc is AES-256-GCM sealed PKCS#8,
+      // null for a root kept offline or an upstream root we only hold the certificate of.
+      await db.schema
+        .createTable('ca_authorities')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('slot', 'text', (c) => c.notNull())
+        .addColumn('trust_domain', 'text', (c) => c.notNull())
+        .addColumn('algorithm', 'text', (c) => c.notNull())
+        .addColumn('cert_pem', 'text', (c) => c.notNull())
+        .addColumn('key_enc', 'text')
+        .addColumn('fingerprint', 'text', (c) => c.notNull())
+        .addColumn('not_before', 'bigint', (c) => c.notNull())
+        .addColumn('not_after', 'bigint', (c) => c.notNull())
+        .addColumn('bundle_until', 'bigint')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('ca_authorities_slot')
+        .on('ca_authorities')
+        .columns(['kind', 'slot'])
+        .execute();
+
+      await db.schema
+        .createTable('ca_certificates')
+        .addColumn('serial', 'text', (c) => c.primaryKey())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('spiffe_id', 'text', (c) => c.notNull())
+        .addColumn('issuer_id', 'text', (c) => c.notNull())
+        .addColumn('not_before', 'bigint', (c) => c.notNull())
+        .addColumn('not_after', 'bigint', (c) => c.notNull())
+        .addColumn('issued_at', 'bigint', (c) => c.notNull())
+        .addColumn('revoked_at', 'bigint')
+        .addColumn('revoked_reason', 'text')
+        .execute();
+      await db.schema
+        .createIndex('ca_certificates_issuer_revoked')
+        .on('ca_certificates')
+        .columns(['issuer_id', 'revoked_at'])
+        .execute();
+      await db.schema
+        .createIndex('ca_certificates_spiffe_id')
+        .on('ca_certificates')
+        .column('spiffe_id')
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => MIGRATIONS,
 };
 
+/** Every migration name, in the order they apply. */
+export const MIGRATION_NAMES: readonly string[] = Object.keys(MIGRATIONS).sort();
+
 /** Name of the newest migration; a store is current when it has applied this one. */
-export const LATEST_MIGRATION = Object.keys(MIGRATIONS).sort().at(-1) ?? '';
+export const LATEST_MIGRATION = MIGRATION_NAMES.at(-1) ?? '';

@@ -14,6 +14,8 @@ export interface Database {
   audit_events: AuditEventsTable;
   audit_checkpoints: AuditCheckpointsTable;
   signing_keys: SigningKeysTable;
+  ca_authorities: CaAuthoritiesTable;
+  ca_certificates: CaCertificatesTable;
 }
 
 export interface UsersTable {
@@ -107,6 +109,45 @@ export interface SigningKeysTable {
   created_at: number;
   not_after: number | null;
   state: string;
+}
+
+export interface CaAuthoritiesTable {
+  id: string;
+  /** root | intermediate */
+  kind: string;
+  /** current | next | retired */
+  slot: string;
+  trust_domain: string;
+  /** ecdsa-p256 | ed25519 (upstream imports may carry others) */
+  algorithm: string;
+  cert_pem: string;
+  /** PKCS#8 private key sealed with AES-256-GCM; null when the key is held offline. */
+  key_enc: string | null;
+  /** SHA-256 of the certificate's DER, hex. */
+  fingerprint: string;
+  not_before: number;
+  not_after: number;
+  /** For a retired intermediate: when its last leaf expires and it may leave the bundle. */
+  bundle_until: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface CaCertificatesTable {
+  /** Lowercase hex without leading zeros. */
+  serial: string;
+  /** device | workload */
+  kind: string;
+  /** Device id or workload path the certificate was issued for. */
+  subject: string;
+  spiffe_id: string;
+  /** ca_authorities.id of the intermediate that signed it. */
+  issuer_id: string;
+  not_before: number;
+  not_after: number;
+  issued_at: number;
+  revoked_at: number | null;
+  revoked_reason: string | null;
 }
 
 /** For inserts that let the database assign a column. */
