@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerAuditCommand } from './audit.ts';
 import { registerConfigCommand } from './config.ts';
 import { registerPolicyCommand } from './policy.ts';
 import { registerServerCommand } from './server.ts';
@@ -8,4 +9,5 @@ export function registerCommands(program: Command): void {
   registerServerCommand(program);
   registerConfigCommand(program);
   registerPolicyCommand(program);
+  registerAuditCommand(program);
 }
