@@ -1,0 +1,118 @@
+import { randomUUID } from 'node:crypto';
+import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+import { type Clock, systemClock } from '../internal/clock.ts';
+
+export interface AssertionClaims {
+  sub: string;
+  email?: string;
+  groups: readonly string[];
+  device?: string;
+}
+
+export interface AssertionSignerOptions {
+  /** `iss` of every assertion: the proxy's public URL. */
+  issuer: string;
+  /** Assertion lifetime; at most 60 s so a leaked header is soon worthless. */
+  ttlMs?: number;
+  clock?: Clock;
+}
+
+const DEFAULT_TTL_MS = 60_000;
+const MAX_TTL_MS = 60_000;
+/** Reuse a cached assertion while at least this share of its lifetime remains. */
+const REUSE_WHILE_REMAINING = 0.5;
+/** Bound on cached assertions; the cache is dropped whole when full (cheap, rare). */
+const CACHE_LIMIT = 50_000;
+
+interface SigningKey {
+  kid: string;
+  privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
+  publicJwk: JWK;
+}
+
+/**
+ * Signs the `X-Vigil-Assertion` JWT (ES256) that upstreams verify against
+ * `/.vigil/jwks.json`. An assertion is signed once per (identity, route) and reused
+ * until half its lifetime is gone, so the request path signs almost never.
+ * Rotation keeps the previous key published so assertions in flight still verify.
+ */
+export class AssertionSigner {
+  readonly #issuer: string;
+  readonly #ttlMs: number;
+  readonly #clock: Clock;
+  #current: SigningKey | undefined;
+  #previous: SigningKey | undefined;
+  #jwksBody = '{"keys":[]}';
+  readonly #cache = new Map<string, { token: string; reuseUntil: number }>();
+
+  constructor(options: AssertionSignerOptions) {
+    if (!/^https?:\/\//.test(options.issuer)) throw new TypeError('issuer must be an http(s) URL');
+    const ttl = options.ttlMs ?? DEFAULT_TTL_MS;
+    if (ttl <= 0 || ttl > MAX_TTL_MS) throw new TypeError(`ttlMs must be in (0, ${MAX_TTL_MS}]`);
+    this.#issuer = options.issuer;
+    this.#ttlMs = ttl;
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  /** Generates a new current key; the old one stays published for verification. */
+  async rotate(): Promise<void> {
+    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+    const kid = randomUUID();
+    const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' };
+    this.#previous = this.#current;
+    this.#current = { kid, privateKey, publicJwk };
+    this.#cache.clear();
+    const keys = [this.#current.publicJwk, ...(this.#previous ? [this.#previous.publicJwk] : [])];
+    this.#jwksBody = JSON.stringify({ keys });
+  }
+
+  /** The JWKS document, serialized once per rotation. */
+  get jwksBody(): string {
+    return this.#jwksBody;
+  }
+
+  get currentKid(): string | undefined {
+    return this.#current?.kid;
+  }
+
+  /**
+   * The assertion for `identityKey` (e.g. the session id) on `audience` (the route):
+   * a cached string when one serves, else a promise of a freshly signed one.
+   */
+  assertionFor(identityKey: string, audience: string, claims: AssertionClaims): string | Promise<string> {
+    const cacheKey = `${audience}\u0000${identityKey}`;
+    const now = this.#clock.now();
+    const cached = this.#cache.get(cacheKey);
+    if (cached !== undefined && cached.reuseUntil > now) return cached.token;
+    return this.#sign(cacheKey, audience, claims, now);
+  }
+
+  async #sign(cacheKey: string, audience: string, claims: AssertionClaims, now: number): Promise<string> {
+    const key = this.#current;
+    if (!key) throw new Error('assertion signer has no key; call rotate() first');
+    const iat = Math.floor(now / 1000);
+    const exp = Math.floor((now + this.#ttlMs) / 1000);
+    const token = await new SignJWT({
+      email: claims.email,
+      groups: claims.groups,
+      ...(claims.device ? { device: claims.device } : {}),
+    })
+      .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'vigil-assertion+jwt' })
+      .setIssuer(this.#issuer)
+      .setAudience(audience)
+      .setSubject(claims.sub)
+      .setIssuedAt(iat)
+      .setExpirationTime(exp)
+      .setJti(randomUUID())
+      .sign(key.privateKey);
+    if (this.#cache.size >= CACHE_LIMIT) this.#cache.clear();
+    this.#cache.set(cacheKey, { token, reuseUntil: now + this.#ttlMs * REUSE_WHILE_REMAINING });
+    return token;
+  }
+
+  /** Drops cached assertions of one identity (after a revocation or group change). */
+  forget(identityKey: string): void {
+    const suffix = `\u0000${identityKey}`;
+    for (const key of this.#cache.keys()) if (key.endsWith(suffix)) this.#cache.delete(key);
+  }
+}

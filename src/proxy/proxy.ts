@@ -1,0 +1,428 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BlockList, isIPv6 } from 'node:net';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Dispatcher } from 'undici';
+import { type Clock, systemClock } from '../internal/clock.ts';
+import { type CompiledPolicySet, type Decision, type PolicyInput, permits } from '../policy/index.ts';
+import type { AssertionSigner } from './assertion.ts';
+import { sendDenied, sendError, sendUnauthenticated } from './deny.ts';
+import { downstreamHeaders, upstreamHeaders } from './headers.ts';
+import { normalizeTarget } from './path.ts';
+import type { Upstream, UpstreamGroup } from './upstreams.ts';
+
+/** Who sent a request, as the identity capability established it. */
+export interface RequestIdentity {
+  /** Stable key of the credential (session id, token hash) for caches and revocation. */
+  key: string;
+  user: NonNullable<PolicyInput['user']>;
+  device?: PolicyInput['device'];
+}
+
+export type Authenticator = (request: IncomingMessage) => RequestIdentity | undefined;
+
+/** One decision, for the audit log. */
+export interface ProxyDecisionRecord {
+  requestId: string;
+  time: number;
+  route: string | null;
+  host: string;
+  method: string;
+  path: string;
+  sourceIp: string;
+  user: string | null;
+  device: string | null;
+  decision: Decision;
+  /** Which enforcement point decided: the proxy itself or forward-auth. */
+  via: 'proxy' | 'forward-auth';
+}
+
+export interface ProxyOptions {
+  /** Returns the policy set serving now (it is swapped on reload). */
+  policies: () => CompiledPolicySet;
+  /** Upstreams by route name. */
+  upstreams: () => ReadonlyMap<string, UpstreamGroup>;
+  authenticate: Authenticator;
+  signer: AssertionSigner;
+  sessionCookie: string;
+  /** CIDRs whose X-Forwarded-* headers are believed (load balancers in front of Vigil). */
+  trustedProxies?: readonly string[];
+  maxBodyBytes?: number;
+  /**
+   * Called once per decision before the response; false means the audit queue refused
+   * the event, and the request is refused too (fail closed).
+   */
+  record?: (record: ProxyDecisionRecord) => boolean;
+  /** Handlers for `/.vigil/login`, `/callback`, `/logout` and others owned by identity. */
+  reserved?: ReadonlyMap<string, (request: IncomingMessage, response: ServerResponse) => void>;
+  clock?: Clock;
+  onError?: (error: unknown, requestId: string) => void;
+}
+
+export const DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024;
+const BOOT = randomBytes(4).toString('hex');
+
+/** The identity-aware reverse proxy and the forward-auth endpoint. */
+export class AccessProxy {
+  readonly #options: ProxyOptions;
+  readonly #clock: Clock;
+  readonly #trusted: BlockList | undefined;
+  readonly #maxBody: number;
+  #counter = 0;
+
+  constructor(options: ProxyOptions) {
+    this.#options = options;
+    this.#clock = options.clock ?? systemClock;
+    this.#maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    if (options.trustedProxies && options.trustedProxies.length > 0) {
+      this.#trusted = new BlockList();
+      for (const cidr of options.trustedProxies) {
+        const [address, bits] = cidr.split('/');
+        const family = isIPv6(address ?? '') ? 'ipv6' : 'ipv4';
+        this.#trusted.addSubnet(address ?? '', Number(bits ?? (family === 'ipv6' ? 128 : 32)), family);
+      }
+    }
+  }
+
+  /** The request listener of the proxy listener. */
+  readonly handle = (request: IncomingMessage, response: ServerResponse): void => {
+    const requestId = `${BOOT}-${(++this.#counter).toString(36)}`;
+    this.#handle(request, response, requestId).catch((error: unknown) => {
+      this.#options.onError?.(error, requestId);
+      if (!response.headersSent) sendError(response, 502, 'upstream-error', requestId);
+      else response.destroy();
+    });
+  };
+
+  async #handle(request: IncomingMessage, response: ServerResponse, requestId: string): Promise<void> {
+    const url = request.url ?? '/';
+    if (url.startsWith('/.vigil/')) {
+      this.#reserved(request, response, requestId);
+      return;
+    }
+    const target = normalizeTarget(url);
+    if ('problem' in target) {
+      sendError(response, 400, `bad-request-target:${target.problem}`, requestId);
+      return;
+    }
+    const host = hostOf(request.headers.host);
+    if (host === undefined || hasRepeatedHost(request.rawHeaders)) {
+      sendError(response, 400, 'bad-host', requestId);
+      return;
+    }
+    const method = request.method ?? 'GET';
+    const identity = this.#options.authenticate(request);
+    const sourceIp = this.#sourceIp(request);
+    const set = this.#options.policies();
+    const route = set.routeFor(host, target.path);
+    const input: PolicyInput = {
+      host,
+      path: target.path,
+      method,
+      headers: request.headers as Record<string, string | undefined>,
+      sourceIp,
+      now: this.#clock.now(),
+      user: identity?.user,
+      device: identity?.device,
+      clientCertificate: isClientCertificatePresent(request),
+    };
+    const decision = route === undefined ? set.decide(input) : route.decide(input);
+    if (!this.#record(requestId, input, identity, decision, 'proxy')) {
+      sendError(response, 503, 'audit-unavailable', requestId);
+      return;
+    }
+    if (!permits(decision)) {
+      this.#refuse(request, response, decision, `${target.path}${target.search}`, requestId);
+      return;
+    }
+    const group = route === undefined ? undefined : this.#options.upstreams().get(route.name);
+    if (group === undefined) {
+      sendError(response, 502, 'no-upstream', requestId);
+      return;
+    }
+    const declared = Number(request.headers['content-length'] ?? 0);
+    if (declared > this.#maxBody) {
+      sendError(response, 413, 'body-too-large', requestId);
+      return;
+    }
+    const headers = upstreamHeaders(request.headers, {
+      sessionCookie: this.#options.sessionCookie,
+      keepForwarded: this.#isTrusted(request),
+    });
+    this.#addForwarded(headers, request, host, sourceIp);
+    headers['x-request-id'] = requestId;
+    if (identity !== undefined && route !== undefined) {
+      await this.#addIdentity(headers, identity, route.name);
+    }
+    await this.#forward(request, response, group, `${target.path}${target.search}`, headers, requestId);
+  }
+
+  async #forward(
+    request: IncomingMessage,
+    response: ServerResponse,
+    group: UpstreamGroup,
+    path: string,
+    headers: Record<string, string | string[]>,
+    requestId: string,
+  ): Promise<void> {
+    const upstream: Upstream = group.pick();
+    const hasBody =
+      request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined;
+    let upstreamResponse: Dispatcher.ResponseData;
+    try {
+      upstreamResponse = await upstream.pool.request({
+        path: `${upstream.basePath}${path}`,
+        method: (request.method ?? 'GET') as 'GET',
+        headers,
+        body: hasBody ? Readable.from(limitBody(request, this.#maxBody)) : null,
+      });
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ENOTFOUND')
+        group.markDown(upstream);
+      if (code === 'VIGIL_BODY_TOO_LARGE' || (error as Error).message === 'body-too-large') {
+        sendError(response, 413, 'body-too-large', requestId);
+        return;
+      }
+      this.#options.onError?.(error, requestId);
+      sendError(response, code === 'UND_ERR_HEADERS_TIMEOUT' ? 504 : 502, 'upstream-unavailable', requestId);
+      return;
+    }
+    response.writeHead(upstreamResponse.statusCode, downstreamHeaders(upstreamResponse.headers));
+    await pipeline(upstreamResponse.body, response);
+  }
+
+  #refuse(
+    request: IncomingMessage,
+    response: ServerResponse,
+    decision: Decision,
+    returnTo: string,
+    requestId: string,
+  ): void {
+    if (decision.reasons.includes('user-unauthenticated')) {
+      sendUnauthenticated(request, response, returnTo, requestId);
+      return;
+    }
+    sendDenied(request, response, decision, requestId);
+  }
+
+  #reserved(request: IncomingMessage, response: ServerResponse, requestId: string): void {
+    const path = (request.url ?? '').split('?')[0] ?? '';
+    if (path === '/.vigil/healthz') {
+      sendJsonBody(response, 200, '{"status":"ok"}');
+      return;
+    }
+    if (path === '/.vigil/jwks.json') {
+      sendJsonBody(response, 200, this.#options.signer.jwksBody, { 'cache-control': 'public, max-age=60' });
+      return;
+    }
+    if (path === '/.vigil/auth') {
+      this.#forwardAuth(request, response, requestId).catch((error: unknown) => {
+        this.#options.onError?.(error, requestId);
+        if (!response.headersSent) sendError(response, 500, 'internal-error', requestId);
+      });
+      return;
+    }
+    const handler = this.#options.reserved?.get(path);
+    if (handler) {
+      handler(request, response);
+      return;
+    }
+    sendError(response, 404, 'not-found', requestId);
+  }
+
+  /**
+   * Forward-auth for nginx `auth_request`, Traefik `forwardAuth` and Envoy `ext_authz`:
+   * the original request is described by X-Forwarded-Method, -Proto, -Host, -Uri, -For.
+   */
+  async #forwardAuth(request: IncomingMessage, response: ServerResponse, requestId: string): Promise<void> {
+    const header = (name: string) => {
+      const value = request.headers[name];
+      return Array.isArray(value) ? value[0] : value;
+    };
+    const host = hostOf(header('x-forwarded-host') ?? request.headers.host);
+    const target = normalizeTarget(header('x-forwarded-uri') ?? '/');
+    if (host === undefined || 'problem' in target) {
+      sendError(
+        response,
+        400,
+        'problem' in target ? `bad-request-target:${target.problem}` : 'bad-host',
+        requestId,
+      );
+      return;
+    }
+    const method = (header('x-forwarded-method') ?? 'GET').toUpperCase();
+    const identity = this.#options.authenticate(request);
+    const forwardedFor = header('x-forwarded-for');
+    const sourceIp =
+      this.#isTrusted(request) && forwardedFor !== undefined
+        ? (forwardedFor.split(',')[0]?.trim() ?? this.#peer(request))
+        : this.#peer(request);
+    const set = this.#options.policies();
+    const route = set.routeFor(host, target.path);
+    const input: PolicyInput = {
+      host,
+      path: target.path,
+      method,
+      headers: request.headers as Record<string, string | undefined>,
+      sourceIp,
+      now: this.#clock.now(),
+      user: identity?.user,
+      device: identity?.device,
+    };
+    const decision = route === undefined ? set.decide(input) : route.decide(input);
+    if (!this.#record(requestId, input, identity, decision, 'forward-auth')) {
+      sendError(response, 503, 'audit-unavailable', requestId);
+      return;
+    }
+    if (!permits(decision)) {
+      if (decision.reasons.includes('user-unauthenticated')) {
+        const proto = header('x-forwarded-proto') === 'https' ? 'https' : 'http';
+        const returnTo = `${target.path}${target.search}`;
+        sendUnauthenticated(
+          request,
+          response,
+          returnTo,
+          requestId,
+          `${proto}://${header('x-forwarded-host') ?? host}/.vigil/login`,
+        );
+        if (response.statusCode === 302) return;
+        return;
+      }
+      sendDenied(request, response, decision, requestId);
+      return;
+    }
+    const headers: Record<string, string | string[]> = {};
+    if (identity !== undefined && route !== undefined) await this.#addIdentity(headers, identity, route.name);
+    headers['x-request-id'] = requestId;
+    response.writeHead(200, { ...headers, 'cache-control': 'no-store', 'content-length': 0 });
+    response.end();
+  }
+
+  async #addIdentity(
+    headers: Record<string, string | string[]>,
+    identity: RequestIdentity,
+    route: string,
+  ): Promise<void> {
+    const { user, device } = identity;
+    headers['x-vigil-user'] = user.id;
+    if (user.email !== undefined) headers['x-vigil-email'] = user.email;
+    headers['x-vigil-groups'] = user.groups.join(',');
+    if (device !== undefined) headers['x-vigil-device'] = device.id;
+    headers['x-vigil-assertion'] = await this.#options.signer.assertionFor(identity.key, route, {
+      sub: user.id,
+      ...(user.email !== undefined ? { email: user.email } : {}),
+      groups: user.groups,
+      ...(device !== undefined ? { device: device.id } : {}),
+    });
+  }
+
+  #addForwarded(
+    headers: Record<string, string | string[]>,
+    request: IncomingMessage,
+    host: string,
+    sourceIp: string,
+  ): void {
+    const prior = headers['x-forwarded-for'];
+    headers['x-forwarded-for'] =
+      prior === undefined ? this.#peer(request) : `${String(prior)}, ${this.#peer(request)}`;
+    headers['x-forwarded-proto'] = (request.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
+    headers['x-forwarded-host'] = request.headers.host ?? host;
+    headers['x-real-ip'] = sourceIp;
+  }
+
+  #record(
+    requestId: string,
+    input: PolicyInput,
+    identity: RequestIdentity | undefined,
+    decision: Decision,
+    via: ProxyDecisionRecord['via'],
+  ): boolean {
+    const record = this.#options.record;
+    if (record === undefined) return true;
+    return record({
+      requestId,
+      time: input.now,
+      route: decision.route ?? null,
+      host: input.host,
+      method: input.method,
+      path: input.path,
+      sourceIp: input.sourceIp ?? '',
+      user: identity?.user.id ?? null,
+      device: identity?.device?.id ?? null,
+      decision,
+      via,
+    });
+  }
+
+  #peer(request: IncomingMessage): string {
+    const address = request.socket.remoteAddress ?? '';
+    return address.startsWith('::ffff:') ? address.slice(7) : address;
+  }
+
+  #isTrusted(request: IncomingMessage): boolean {
+    if (this.#trusted === undefined) return false;
+    const peer = this.#peer(request);
+    return this.#trusted.check(peer, isIPv6(peer) ? 'ipv6' : 'ipv4');
+  }
+
+  /** The client address: the peer, or for a trusted proxy the last address it did not add. */
+  #sourceIp(request: IncomingMessage): string {
+    const peer = this.#peer(request);
+    if (!this.#isTrusted(request)) return peer;
+    const forwarded = request.headers['x-forwarded-for'];
+    if (typeof forwarded !== 'string') return peer;
+    const hops = forwarded.split(',').map((hop) => hop.trim());
+    for (let index = hops.length - 1; index >= 0; index--) {
+      const hop = hops[index] as string;
+      if (!this.#trusted?.check(hop, isIPv6(hop) ? 'ipv6' : 'ipv4')) return hop;
+    }
+    return hops[0] ?? peer;
+  }
+}
+
+/** Host header → lower-case host without port; undefined when absent or malformed. */
+export function hostOf(header: string | undefined): string | undefined {
+  if (header === undefined || header === '' || header.length > 255) return undefined;
+  const match = /^(\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9.-]+)(?::\d{1,5})?$/.exec(header);
+  return match ? (match[1] as string).toLowerCase() : undefined;
+}
+
+/** Node keeps the first of several Host headers; a front proxy may keep another (RFC 9112 §3.2: 400). */
+function hasRepeatedHost(rawHeaders: readonly string[]): boolean {
+  let seen = 0;
+  for (let index = 0; index < rawHeaders.length; index += 2) {
+    const name = rawHeaders[index] as string;
+    if (name.length === 4 && name.toLowerCase() === 'host' && ++seen > 1) return true;
+  }
+  return false;
+}
+
+function isClientCertificatePresent(request: IncomingMessage): boolean {
+  const socket = request.socket as { authorized?: boolean; getPeerCertificate?: () => { raw?: Buffer } };
+  return socket.authorized === true && socket.getPeerCertificate?.().raw !== undefined;
+}
+
+async function* limitBody(request: IncomingMessage, limit: number): AsyncGenerator<Buffer> {
+  let size = 0;
+  for await (const chunk of request) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw Object.assign(new Error('body-too-large'), { code: 'VIGIL_BODY_TOO_LARGE' });
+    yield chunk as Buffer;
+  }
+}
+
+function sendJsonBody(
+  response: ServerResponse,
+  status: number,
+  body: string,
+  headers: Record<string, string> = {},
+): void {
+  response.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    ...headers,
+  });
+  response.end(body);
+}

@@ -1,0 +1,315 @@
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { describe, it } from 'node:test';
+import { createLocalJWKSet, jwtVerify } from 'jose';
+import { type Seen, startEchoUpstream, startProxy } from '../support/proxy-harness.ts';
+
+/** Sends bytes exactly as written and returns the first response's status line and body. */
+function raw(url: string, text: string): Promise<{ status: number; body: string; all: string }> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    // write, not end: a half-closed client gets no answer from Node's HTTP server.
+    const socket = connect(Number(port), '127.0.0.1', () => socket.write(text));
+    socket.setTimeout(3000, () => socket.destroy());
+    let data = '';
+    socket.on('data', (chunk) => {
+      data += chunk.toString();
+    });
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(data)?.[1] ?? 0);
+      resolve({ status, body: data.slice(data.indexOf('\r\n\r\n') + 4), all: data });
+    });
+  });
+}
+
+function get(path: string, user?: string, extra = ''): string {
+  const cookie = user ? `Cookie: _vigil_session=${user}\r\n` : '';
+  return `GET ${path} HTTP/1.1\r\nHost: app.test\r\n${cookie}${extra}Connection: close\r\n\r\n`;
+}
+
+const reachedAdmin = (seen: Seen[]) =>
+  seen.filter((entry) => entry.url.toLowerCase().includes('admin') && !entry.url.startsWith('/ADMIN'));
+
+describe('proxy: allow, deny and forwarding', () => {
+  it('forwards an allowed request with identity headers and a verifiable assertion', async () => {
+    const upstream = await startEchoUpstream();
+    const { url, records } = await startProxy(upstream.url);
+    const response = await raw(url, get('/dashboard?x=1', 'bob'));
+    assert.equal(response.status, 200);
+    const seen = upstream.seen.at(-1);
+    assert.equal(seen?.url, '/dashboard?x=1');
+    assert.equal(seen?.headers['x-vigil-user'], 'bob');
+    assert.equal(seen?.headers['x-vigil-email'], 'bob@company.com');
+    assert.equal(seen?.headers['x-vigil-groups'], 'engineering');
+    assert.equal(seen?.headers.cookie, undefined, 'the Vigil session cookie never reaches the upstream');
+    assert.equal(seen?.headers['x-forwarded-for'], '127.0.0.1');
+    assert.equal(seen?.headers['x-forwarded-host'], 'app.test');
+    assert.doesNotMatch(response.all, /x-secret-hop/i, 'hop-by-hop response headers are dropped');
+    const jwks = (await (await fetch(`${url}/.vigil/jwks.json`)).json()) as { keys: [] };
+    const { payload, protectedHeader } = await jwtVerify(
+      String(seen?.headers['x-vigil-assertion']),
+      createLocalJWKSet(jwks),
+      {
+        issuer: 'http://vigil.test',
+        audience: 'app',
+        algorithms: ['ES256'],
+      },
+    );
+    assert.equal(protectedHeader.alg, 'ES256');
+    assert.equal(payload.sub, 'bob');
+    assert.deepEqual(payload.groups, ['engineering']);
+    assert.ok((payload.exp ?? 0) - (payload.iat ?? 0) <= 60);
+    assert.equal(typeof payload.jti, 'string');
+    assert.equal(records.at(-1)?.decision.effect, 'allow');
+    assert.equal(records.at(-1)?.route, 'app');
+  });
+
+  it('keeps other cookies and strips only the Vigil session cookie', async () => {
+    const upstream = await startEchoUpstream();
+    const { url } = await startProxy(upstream.url);
+    await raw(
+      url,
+      `GET / HTTP/1.1\r\nHost: app.test\r\nCookie: theme=dark; _vigil_session=bob; lang=en\r\nConnection: close\r\n\r\n`,
+    );
+    assert.equal(upstream.seen.at(-1)?.headers.cookie, 'theme=dark; lang=en');
+  });
+
+  it('reuses a cached assertion for the same session and route', async () => {
+    const upstream = await startEchoUpstream();
+    const { url } = await startProxy(upstream.url);
+    await raw(url, get('/a', 'bob'));
+    await raw(url, get('/b', 'bob'));
+    assert.equal(
+      upstream.seen[0]?.headers['x-vigil-assertion'],
+      upstream.seen[1]?.headers['x-vigil-assertion'],
+    );
+  });
+
+  it('assertions verify against the published JWKS after a key rotation', async () => {
+    const upstream = await startEchoUpstream();
+    const { url, signer } = await startProxy(upstream.url);
+    await raw(url, get('/before', 'alice'));
+    const before = String(upstream.seen.at(-1)?.headers['x-vigil-assertion']);
+    await signer.rotate();
+    await raw(url, get('/after', 'alice'));
+    const afterToken = String(upstream.seen.at(-1)?.headers['x-vigil-assertion']);
+    assert.notEqual(before, afterToken, 'rotation signs anew');
+    const jwks = createLocalJWKSet((await (await fetch(`${url}/.vigil/jwks.json`)).json()) as { keys: [] });
+    for (const token of [before, afterToken]) {
+      await jwtVerify(token, jwks, { issuer: 'http://vigil.test', audience: 'app', algorithms: ['ES256'] });
+    }
+  });
+
+  it('sends an unauthenticated browser to login and gives an API client 401', async () => {
+    const upstream = await startEchoUpstream();
+    const { url } = await startProxy(upstream.url);
+    const browser = await raw(url, get('/dashboard?tab=2', undefined, 'Accept: text/html\r\n'));
+    assert.equal(browser.status, 302);
+    assert.match(browser.all, /location: \/\.vigil\/login\?rd=%2Fdashboard%3Ftab%3D2/i);
+    const api = await raw(url, get('/dashboard'));
+    assert.equal(api.status, 401);
+    assert.equal(upstream.seen.length, 0);
+  });
+
+  it('denies with 403, the request id and the reasons; HTML for browsers', async () => {
+    const upstream = await startEchoUpstream();
+    const { url } = await startProxy(upstream.url);
+    const api = await raw(url, get('/', 'carol'));
+    assert.equal(api.status, 403);
+    const body = JSON.parse(api.body) as { reasons: string[]; request_id: string };
+    assert.deepEqual(body.reasons, ['group-missing']);
+    assert.match(body.request_id, /^[0-9a-f]{8}-[0-9a-z]+$/);
+    const page = await raw(url, get('/', 'carol', 'Accept: text/html\r\n'));
+    assert.equal(page.status, 403);
+    assert.match(page.body, /Access denied/);
+    assert.match(page.body, /group-missing/);
+    assert.equal(upstream.seen.length, 0);
+  });
+
+  it('lets a request through on an audit-mode route and records the would-be denial', async () => {
+    const upstream = await startEchoUpstream();
+    const { url, records } = await startProxy(upstream.url);
+    const response = await raw(
+      url,
+      `GET /report HTTP/1.1\r\nHost: audit.test\r\nCookie: _vigil_session=bob\r\nConnection: close\r\n\r\n`,
+    );
+    assert.equal(response.status, 200);
+    assert.equal(records.at(-1)?.decision.effect, 'deny');
+    assert.equal(records.at(-1)?.decision.mode, 'audit');
+  });
+
+  it('refuses the request when the audit log cannot take the decision (fail closed)', async () => {
+    const upstream = await startEchoUpstream();
+    const { url } = await startProxy(upstream.url, { record: () => false });
+    const response = await raw(url, get('/', 'alice'));
+    assert.equal(response.status, 503);
+    assert.equal(upstream.seen.length, 0);
+  });
+
+  it('streams request bodies and refuses bodies over the limit', async () => {
+    const upstream = await startEchoUpstream();
+    const { url } = await startProxy(upstream.url, { maxBodyBytes: 1024 });
+    const small = await raw(
+      url,
+      `POST /upload HTTP/1.1\r\nHost: app.test\r\nCookie: _vigil_session=bob\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello`,
+    );
+    assert.equal(small.status, 200);
+    assert.equal(upstream.seen.at(-1)?.body, 'hello');
+    const declared = await raw(
+      url,
+      `POST /upload HTTP/1.1\r\nHost: app.test\r\nCookie: _vigil_session=bob\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n${'x'.repeat(5000)}`,
+    );
+    assert.equal(declared.status, 413);
+    const chunk = 'y'.repeat(2000);
+    const chunked = await raw(
+      url,
+      `POST /upload HTTP/1.1\r\nHost: app.test\r\nCookie: _vigil_session=bob\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${(2000).toString(16)}\r\n${chunk}\r\n0\r\n\r\n`,
+    );
+    assert.ok(
+      chunked.status === 413 || chunked.status === 502,
+      `chunked over the limit refused (${chunked.status})`,
+    );
+    assert.ok(
+      !upstream.seen.some((entry) => entry.body.length > 1024),
+      'no oversized body reached the upstream whole',
+    );
+  });
+
+  it('answers 502 with a request id when the upstream is down', async () => {
+    const { url } = await startProxy('http://127.0.0.1:1');
+    const response = await raw(url, get('/', 'bob'));
+    assert.equal(response.status, 502);
+    assert.match(response.body, /"request_id"/);
+  });
+});
+
+describe('proxy bypass suite: nothing reaches a denied upstream path', () => {
+  const attempts: { name: string; request: string; status: number[] }[] = [
+    { name: 'plain', request: get('/admin', 'bob'), status: [403] },
+    { name: 'double slash', request: get('//admin', 'bob'), status: [403] },
+    { name: 'trailing segments', request: get('/admin/users/../settings', 'bob'), status: [403] },
+    { name: 'dot segments around', request: get('/public/../admin', 'bob'), status: [403] },
+    { name: 'encoded letters', request: get('/%61dmin', 'bob'), status: [403] },
+    { name: '%2e%2e', request: get('/public/%2e%2e/admin', 'bob'), status: [400] },
+    { name: 'mixed .%2e', request: get('/public/.%2E/admin', 'bob'), status: [400] },
+    { name: '%2f', request: get('/public%2f..%2fadmin', 'bob'), status: [400] },
+    { name: 'double encoding', request: get('/public/%252e%252e/admin', 'bob'), status: [400] },
+    { name: 'double-encoded slash', request: get('/public%252fadmin', 'bob'), status: [400] },
+    { name: 'backslash', request: get('/public\\..\\admin', 'bob'), status: [400] },
+    { name: 'path parameter', request: get('/public/..;/admin', 'bob'), status: [400] },
+    { name: 'matrix parameter', request: get('/admin;x=1', 'bob'), status: [400] },
+    { name: 'NUL', request: get('/admin%00', 'bob'), status: [400] },
+    {
+      name: 'absolute URI naming another host',
+      request: get('http://other.test/admin', 'bob'),
+      status: [400],
+    },
+    {
+      name: 'spoofed identity headers',
+      request: get('/admin', 'bob', 'X-Vigil-User: alice\r\nX-Vigil-Groups: sre\r\n'),
+      status: [403],
+    },
+    {
+      name: 'no credentials, spoofed X-Vigil-User',
+      request: get('/admin', undefined, 'X-Vigil-User: alice\r\n'),
+      status: [401],
+    },
+    {
+      name: 'unknown host',
+      request: 'GET /admin HTTP/1.1\r\nHost: evil.test\r\nConnection: close\r\n\r\n',
+      status: [404, 403],
+    },
+    { name: 'missing host', request: 'GET /admin HTTP/1.1\r\nConnection: close\r\n\r\n', status: [400] },
+    {
+      name: 'two hosts',
+      request: 'GET /admin HTTP/1.1\r\nHost: app.test\r\nHost: x.test\r\nConnection: close\r\n\r\n',
+      status: [400],
+    },
+    {
+      name: 'TE + CL smuggling',
+      request:
+        'POST /public HTTP/1.1\r\nHost: app.test\r\nCookie: _vigil_session=bob\r\nContent-Length: 60\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: app.test\r\nCookie: _vigil_session=bob\r\n\r\n',
+      status: [400],
+    },
+    {
+      name: 'CL + CL conflict',
+      request:
+        'POST /public HTTP/1.1\r\nHost: app.test\r\nCookie: _vigil_session=bob\r\nContent-Length: 3\r\nContent-Length: 40\r\n\r\nabc',
+      status: [400],
+    },
+    {
+      name: 'oversized headers',
+      request: get('/admin', 'alice', `X-Big: ${'a'.repeat(20_000)}\r\n`),
+      status: [431],
+    },
+  ];
+
+  for (const attempt of attempts) {
+    it(`${attempt.name} never reaches /admin`, async () => {
+      const upstream = await startEchoUpstream();
+      const { url } = await startProxy(upstream.url);
+      const response = await raw(url, attempt.request);
+      assert.ok(
+        attempt.status.includes(response.status),
+        `status ${response.status}, expected ${attempt.status.join('|')}`,
+      );
+      assert.deepEqual(reachedAdmin(upstream.seen), []);
+    });
+  }
+
+  it('mixed case is a different path and reaches the upstream exactly as policy saw it', async () => {
+    const upstream = await startEchoUpstream();
+    const { url } = await startProxy(upstream.url);
+    const response = await raw(url, get('/ADMIN', 'bob'));
+    assert.equal(response.status, 200);
+    assert.equal(upstream.seen.at(-1)?.url, '/ADMIN');
+  });
+
+  it('X-Forwarded-For from an untrusted client is replaced; from a trusted proxy it is extended', async () => {
+    const upstream = await startEchoUpstream();
+    const untrusted = await startProxy(upstream.url);
+    await raw(untrusted.url, get('/', 'bob', 'X-Forwarded-For: 10.9.9.9\r\nX-Real-IP: 10.9.9.9\r\n'));
+    assert.equal(upstream.seen.at(-1)?.headers['x-forwarded-for'], '127.0.0.1');
+    assert.equal(upstream.seen.at(-1)?.headers['x-real-ip'], '127.0.0.1');
+    assert.equal(untrusted.records.at(-1)?.sourceIp, '127.0.0.1');
+    const trusted = await startProxy(upstream.url, { trustedProxies: ['127.0.0.0/8'] });
+    await raw(trusted.url, get('/', 'bob', 'X-Forwarded-For: 203.0.113.7\r\n'));
+    assert.equal(upstream.seen.at(-1)?.headers['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
+    assert.equal(trusted.records.at(-1)?.sourceIp, '203.0.113.7');
+  });
+});
+
+describe('forward-auth endpoint', () => {
+  function auth(user: string | undefined, method: string, uri: string, extra = ''): string {
+    const cookie = user ? `Cookie: _vigil_session=${user}\r\n` : '';
+    return `GET /.vigil/auth HTTP/1.1\r\nHost: vigil.internal\r\nX-Forwarded-Method: ${method}\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: app.test\r\nX-Forwarded-Uri: ${uri}\r\n${cookie}${extra}Connection: close\r\n\r\n`;
+  }
+
+  it('answers 200 with identity headers for an allowed request', async () => {
+    const upstream = await startEchoUpstream();
+    const { url, records } = await startProxy(upstream.url);
+    const response = await raw(url, auth('alice', 'GET', '/admin/users'));
+    assert.equal(response.status, 200);
+    assert.match(response.all, /x-vigil-user: alice/i);
+    assert.match(response.all, /x-vigil-assertion: ey/i);
+    assert.equal(records.at(-1)?.via, 'forward-auth');
+  });
+
+  it('answers 403 for a denied request and 401 with a login Location for a browser without a session', async () => {
+    const upstream = await startEchoUpstream();
+    const { url } = await startProxy(upstream.url);
+    assert.equal((await raw(url, auth('bob', 'GET', '/admin'))).status, 403);
+    const browser = await raw(url, auth(undefined, 'GET', '/wiki?page=1', 'Accept: text/html\r\n'));
+    assert.equal(browser.status, 302);
+    assert.match(browser.all, /location: https:\/\/app\.test\/\.vigil\/login\?rd=%2Fwiki%3Fpage%3D1/i);
+    assert.equal((await raw(url, auth(undefined, 'GET', '/wiki'))).status, 401);
+  });
+
+  it('applies the same path normalization to X-Forwarded-Uri', async () => {
+    const upstream = await startEchoUpstream();
+    const { url } = await startProxy(upstream.url);
+    assert.equal((await raw(url, auth('bob', 'GET', '/public/%2e%2e/admin'))).status, 400);
+    assert.equal((await raw(url, auth('bob', 'GET', '//admin'))).status, 403);
+  });
+});
