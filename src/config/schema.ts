@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { parseDuration } from '../internal/duration.ts';
@@ -72,6 +73,14 @@ const listen = (fallback: string) =>
       }
       return address;
     });
+
+function isCidr(text: string): boolean {
+  const [address, bits, extra] = text.split('/');
+  if (address === undefined || bits === undefined || extra !== undefined || !/^\d{1,3}$/.test(bits))
+    return false;
+  const family = isIP(address);
+  return family !== 0 && Number(bits) <= (family === 6 ? 128 : 32);
+}
 
 const httpUrl = z.string().refine(
   (text) => {
@@ -249,6 +258,21 @@ export function configSchema(baseDir: string) {
             .describe('where SQLite, generated keys and tokens live (env VIGIL_DATA_DIR)'),
           shutdown_timeout: duration('10s').describe('how long in-flight requests may finish on SIGTERM'),
           tls: tls.optional().describe('serve the proxy listener over TLS'),
+          public_url: httpUrl
+            .optional()
+            .describe(
+              'URL users reach the proxy at; the issuer of X-Vigil-Assertion (default: the proxy listener URL)',
+            ),
+          trusted_proxies: z
+            .array(z.string().refine((text) => isCidr(text), 'must be a CIDR such as 10.0.0.0/8 or ::1/128'))
+            .default([])
+            .describe('load balancers in front of Vigil whose X-Forwarded-For is believed'),
+          max_body_bytes: z
+            .number()
+            .int()
+            .positive()
+            .default(10 * 1024 * 1024)
+            .describe('largest request body the proxy forwards (413 beyond)'),
         })
         .prefault({}),
       database: z

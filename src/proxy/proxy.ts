@@ -132,11 +132,15 @@ export class AccessProxy {
       sendError(response, 503, 'audit-unavailable', requestId);
       return;
     }
+    if (route === undefined) {
+      sendError(response, 404, 'no-route', requestId);
+      return;
+    }
     if (!permits(decision)) {
       this.#refuse(request, response, decision, `${target.path}${target.search}`, requestId);
       return;
     }
-    const group = route === undefined ? undefined : this.#options.upstreams().get(route.name);
+    const group = this.#options.upstreams().get(route.name);
     if (group === undefined) {
       sendError(response, 502, 'no-upstream', requestId);
       return;
@@ -152,9 +156,7 @@ export class AccessProxy {
     });
     this.#addForwarded(headers, request, host, sourceIp);
     headers['x-request-id'] = requestId;
-    if (identity !== undefined && route !== undefined) {
-      await this.#addIdentity(headers, identity, route.name);
-    }
+    if (identity !== undefined) await this.#addIdentity(headers, identity, route.name);
     await this.#forward(request, response, group, `${target.path}${target.search}`, headers, requestId);
   }
 

@@ -19,6 +19,7 @@ import { resolveAdminToken } from './admin-token.ts';
 import { createListener, drain, listen, urlOf } from './listeners.ts';
 import { openApiDocument } from './openapi.ts';
 import { type ServingPolicies, startPolicies } from './policies.ts';
+import { type ProxyWiring, type ServingProxy, startProxy } from './proxy.ts';
 import { VERSION } from './version.ts';
 
 export interface StartServerOptions {
@@ -117,7 +118,14 @@ export async function startServer(
       void handleAdmin(request, response, { router, store, metrics, logger, token: adminToken.token }),
     undefined,
   );
-  const proxy = createListener((request, response) => handleProxy(request, response), config.server.tls);
+  // No identity provider configured: nobody is authenticated, so only routes whose
+  // policy allows anonymous requests (none, by default deny) let anything through.
+  const proxyWiring: ProxyWiring = { authenticate: () => undefined, reserved: new Map() };
+  let serving: ServingProxy | undefined;
+  const proxy = createListener((request, response) => {
+    if (serving) serving.proxy.handle(request, response);
+    else sendJson(response, 503, { error: 'starting' });
+  }, config.server.tls);
 
   let adminInfo: Awaited<ReturnType<typeof listen>>;
   let proxyInfo: Awaited<ReturnType<typeof listen>>;
@@ -134,6 +142,15 @@ export async function startServer(
 
   const adminUrl = urlOf(adminInfo, false);
   const proxyUrl = urlOf(proxyInfo, config.server.tls !== undefined);
+  serving = await startProxy(loaded, {
+    policies: policies.store,
+    issuer: config.server.public_url ?? proxyUrl,
+    logger,
+    metrics,
+    wiring: proxyWiring,
+  });
+  const servingProxy = serving;
+  watcher.onChange((next) => servingProxy.reconfigure(next));
   logger.info({ proxy: proxyUrl, admin: adminUrl }, 'vigil server listening');
 
   let closing: Promise<void> | undefined;
@@ -150,6 +167,7 @@ export async function startServer(
         policies.close();
         const timeout = watcher.current.config.server.shutdown_timeout;
         await Promise.all([drain(proxy, timeout), drain(admin, timeout)]);
+        await servingProxy.close();
         await store.close();
         logger.info('vigil server stopped');
         logger.flush();
@@ -252,17 +270,4 @@ function notFound(): VigilError {
     status: 404,
     publicMessage: 'not found',
   });
-}
-
-/**
- * The proxy listener. Until a route's upstream is wired, nothing is forwarded: any
- * request that is not Vigil's own health check is refused (default deny).
- */
-function handleProxy(request: IncomingMessage, response: ServerResponse): void {
-  const path = (request.url ?? '/').split('?')[0];
-  if (path === '/.vigil/healthz') {
-    sendJson(response, 200, { status: 'ok' });
-    return;
-  }
-  sendJson(response, 404, { error: 'no-route', request_id: randomUUID() });
 }

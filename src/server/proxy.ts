@@ -1,0 +1,98 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { LoadedConfig } from '../config/index.ts';
+import type { PolicyStore } from '../policy/index.ts';
+import {
+  AccessProxy,
+  AssertionSigner,
+  type Authenticator,
+  type ProxyDecisionRecord,
+  UpstreamGroup,
+} from '../proxy/index.ts';
+import { Counter, type Logger, type Registry } from '../telemetry/index.ts';
+
+/** Assertion keys rotate this often; the previous key stays published for overlap. */
+const ASSERTION_KEY_ROTATION_MS = 12 * 3_600_000;
+
+export interface ServingProxy {
+  readonly proxy: AccessProxy;
+  readonly signer: AssertionSigner;
+  /** Rebuilds the upstream pools from a new config; the old pools close once idle. */
+  reconfigure(config: LoadedConfig): void;
+  close(): Promise<void>;
+}
+
+export interface ProxyWiring {
+  authenticate: Authenticator;
+  reserved: ReadonlyMap<string, (request: IncomingMessage, response: ServerResponse) => void>;
+  /** Audit enqueue; false refuses the request (fail closed). */
+  record?: (record: ProxyDecisionRecord) => boolean;
+}
+
+function upstreamsOf(config: LoadedConfig): Map<string, UpstreamGroup> {
+  return new Map(config.config.routes.map((route) => [route.name, new UpstreamGroup(route.to)]));
+}
+
+/** The proxy capability as the server runs it: policies, upstreams, assertions, metrics. */
+export async function startProxy(
+  loaded: LoadedConfig,
+  options: { policies: PolicyStore; issuer: string; logger: Logger; metrics: Registry; wiring: ProxyWiring },
+): Promise<ServingProxy> {
+  const signer = new AssertionSigner({ issuer: options.issuer });
+  await signer.rotate();
+  const rotation = setInterval(() => {
+    signer
+      .rotate()
+      .catch((error: unknown) => options.logger.error({ err: error }, 'assertion key rotation failed'));
+  }, ASSERTION_KEY_ROTATION_MS);
+  rotation.unref();
+
+  const decisions = new Counter({
+    name: 'vigil_proxy_decisions_total',
+    help: 'Proxy and forward-auth decisions by route, effect and mode',
+    labelNames: ['route', 'effect', 'mode'],
+    registers: [options.metrics],
+  });
+  const counters = new Map<string, Counter.Internal>();
+  const count = (record: ProxyDecisionRecord) => {
+    const key = `${record.route}\u0000${record.decision.effect}\u0000${record.decision.mode}`;
+    let child = counters.get(key);
+    if (child === undefined) {
+      child = decisions.labels(record.route ?? '(none)', record.decision.effect, record.decision.mode);
+      counters.set(key, child);
+    }
+    child.inc();
+  };
+
+  let upstreams = upstreamsOf(loaded);
+  const record = options.wiring.record;
+  const proxy = new AccessProxy({
+    policies: () => options.policies.current,
+    upstreams: () => upstreams,
+    authenticate: options.wiring.authenticate,
+    reserved: options.wiring.reserved,
+    signer,
+    sessionCookie: loaded.config.session.cookie_name,
+    trustedProxies: loaded.config.server.trusted_proxies,
+    maxBodyBytes: loaded.config.server.max_body_bytes,
+    record: (entry) => {
+      count(entry);
+      return record === undefined ? true : record(entry);
+    },
+    onError: (error, requestId) =>
+      options.logger.warn({ err: error, request_id: requestId }, 'proxy request failed'),
+  });
+
+  return {
+    proxy,
+    signer,
+    reconfigure(config) {
+      const previous = upstreams;
+      upstreams = upstreamsOf(config);
+      for (const group of previous.values()) void group.close();
+    },
+    async close() {
+      clearInterval(rotation);
+      await Promise.all([...upstreams.values()].map((group) => group.close()));
+    },
+  };
+}
