@@ -69,25 +69,27 @@ export class JwtVerifier {
     this.#clock = options.clock;
     this.#logger = options.logger;
     this.#cacheSize = options.cacheSize ?? DEFAULT_TOKEN_CACHE_SIZE;
-    for (const trusted of issuers) {
-      if (trusted.algorithms.length === 0)
-        throw new TypeError(`${trusted.name}: algorithms must not be empty`);
-      for (const alg of trusted.algorithms) {
-        if (alg === 'none' || alg.startsWith('HS')) {
-          throw new TypeError(`${trusted.name}: algorithm ${alg} is not allowed for a public-key issuer`);
-        }
+    for (const trusted of issuers) this.addIssuer(trusted);
+  }
+
+  /** Trusts one more issuer (the dev IdP, known only once it listens). */
+  addIssuer(trusted: TrustedIssuer): void {
+    if (trusted.algorithms.length === 0) throw new TypeError(`${trusted.name}: algorithms must not be empty`);
+    for (const alg of trusted.algorithms) {
+      if (alg === 'none' || alg.startsWith('HS')) {
+        throw new TypeError(`${trusted.name}: algorithm ${alg} is not allowed for a public-key issuer`);
       }
-      if (this.#issuers.has(trusted.issuer)) throw new TypeError(`issuer ${trusted.issuer} configured twice`);
-      const getKey =
-        trusted.keys instanceof URL
-          ? createRemoteJWKSet(trusted.keys, {
-              timeoutDuration: JWKS_TIMEOUT_MS,
-              cacheMaxAge: trusted.jwksCacheMaxAgeMs ?? JWKS_CACHE_MAX_AGE_MS,
-              cooldownDuration: trusted.jwksCooldownMs ?? JWKS_COOLDOWN_MS,
-            })
-          : trusted.keys;
-      this.#issuers.set(trusted.issuer, { trusted, getKey });
     }
+    if (this.#issuers.has(trusted.issuer)) throw new TypeError(`issuer ${trusted.issuer} configured twice`);
+    const getKey =
+      trusted.keys instanceof URL
+        ? createRemoteJWKSet(trusted.keys, {
+            timeoutDuration: JWKS_TIMEOUT_MS,
+            cacheMaxAge: trusted.jwksCacheMaxAgeMs ?? JWKS_CACHE_MAX_AGE_MS,
+            cooldownDuration: trusted.jwksCooldownMs ?? JWKS_COOLDOWN_MS,
+          })
+        : trusted.keys;
+    this.#issuers.set(trusted.issuer, { trusted, getKey });
   }
 
   /**
