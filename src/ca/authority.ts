@@ -91,6 +91,11 @@ export interface CertificateAuthorityOptions {
   sealingKey: CaSealingKey;
   clock?: Clock;
   csrPolicy?: CsrPolicy;
+  /**
+   * Told when following the change feed fails (a reload after a rotation elsewhere that
+   * does not pass the self-check); the CA keeps serving its last good state.
+   */
+  onError?: (error: unknown) => void;
 }
 
 export interface InitializeOptions extends CertificateAuthorityOptions {
@@ -167,6 +172,7 @@ export class CertificateAuthority {
     const ca = new CertificateAuthority(options, state);
     await ca.#reloadRevocations();
     const changes = options.store.changes;
+    const report = options.onError ?? (() => {});
     ca.#unsubscribe.push(
       changes.subscribe('revocation', (event) => {
         if (event.action !== 'revoked' || event.id === undefined) return;
@@ -176,11 +182,12 @@ export class CertificateAuthority {
         ca.#crls.clear();
       }),
       changes.subscribe('key', (event) => {
-        if (event.action === 'ca-rotated') ca.reload().catch(() => {});
+        // Our own rotations already reloaded; other replicas' ones arrive here.
+        if (event.action === 'ca-rotated' && event.origin !== changes.origin) ca.reload().catch(report);
       }),
       changes.onResync(() => {
-        ca.#reloadRevocations().catch(() => {});
-        ca.reload().catch(() => {});
+        ca.#reloadRevocations().catch(report);
+        ca.reload().catch(report);
       }),
     );
     return ca;
@@ -463,7 +470,8 @@ export class CertificateAuthority {
     }
     const { crl } = cached;
     return {
-      pem: crl.toString('pem'),
+      // RFC 7468 labels a CRL "X509 CRL" (what OpenSSL reads); the library writes "CRL".
+      pem: `${x509.PemConverter.encode(crl.rawData, 'X509 CRL')}\n`,
       der: new Uint8Array(crl.rawData),
       thisUpdate: crl.thisUpdate,
       nextUpdate: crl.nextUpdate ?? new Date(cached.thisUpdate + CRL_VALIDITY_MS),
