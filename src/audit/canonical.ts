@@ -12,34 +12,55 @@ export function canonicalJson(value: unknown): string {
   return encode(value, 0);
 }
 
-const sortedKeysByShape = new Map<string, string[]>();
-const MAX_SHAPES = 256;
+interface Shape {
+  keys: readonly string[];
+  /** Kept keys in canonical order; undefined when the fast path cannot be used. */
+  sorted: string[] | undefined;
+}
+
+/** Recently seen key lists: events from one producer share a few shapes. */
+const shapes: Shape[] = [];
+const MAX_SHAPES = 16;
+
+function shapeOf(keys: readonly string[], omit: readonly string[]): Shape {
+  for (const shape of shapes) {
+    if (shape.keys.length !== keys.length) continue;
+    let same = true;
+    for (let index = 0; same && index < keys.length; index++) same = shape.keys[index] === keys[index];
+    if (same) return shape;
+  }
+  // An integer-like key would be moved to the front by JS property order, so such
+  // records take the general encoder.
+  const sorted = keys.some((key) => /^\d+$/.test(key))
+    ? undefined
+    : keys.filter((key) => !omit.includes(key)).sort();
+  const shape = { keys: [...keys], sorted };
+  if (shapes.length >= MAX_SHAPES) shapes.pop();
+  shapes.unshift(shape);
+  return shape;
+}
 
 /**
- * Canonical JSON of `record` without the keys in `omit`, as `canonicalJson` would write
- * it. Audit events are flat (strings, numbers, lists of strings), and for flat records
- * the native `JSON.stringify` with a sorted key list writes exactly the canonical form
- * several times faster; nested records take the general encoder.
+ * Canonical JSON of `record` without the keys in `omit`, exactly as `canonicalJson`
+ * would write it. Audit events are flat (strings, numbers, lists of strings); for those a
+ * copy with keys inserted in sorted order goes through the native `JSON.stringify`,
+ * several times faster than the general encoder. Nested records take the general one.
  */
 export function canonicalRecord(record: Record<string, unknown>, omit: readonly string[]): string {
   const keys = Object.keys(record);
-  let flat = Object.getPrototypeOf(record) === Object.prototype;
+  const shape = Object.getPrototypeOf(record) === Object.prototype ? shapeOf(keys, omit) : undefined;
+  let flat = shape?.sorted !== undefined;
   for (let index = 0; flat && index < keys.length; index++) {
     flat = isFlatValue(record[keys[index] as string]);
   }
-  if (!flat) {
+  if (!flat || !shape?.sorted) {
     const copy: Record<string, unknown> = {};
     for (const key of keys) if (!omit.includes(key)) copy[key] = record[key];
     return encode(copy, 0);
   }
-  const shape = keys.join('\u0000');
-  let sorted = sortedKeysByShape.get(shape);
-  if (!sorted) {
-    sorted = keys.filter((key) => !omit.includes(key)).sort();
-    if (sortedKeysByShape.size >= MAX_SHAPES) sortedKeysByShape.clear();
-    sortedKeysByShape.set(shape, sorted);
-  }
-  return JSON.stringify(record, sorted);
+  const copy: Record<string, unknown> = {};
+  for (const key of shape.sorted) copy[key] = record[key];
+  return JSON.stringify(copy);
 }
 
 function isFlatValue(value: unknown): boolean {

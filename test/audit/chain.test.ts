@@ -252,3 +252,30 @@ for (const target of STORE_TARGETS) {
     });
   });
 }
+
+describe('canonical JSON', () => {
+  it('sorts keys at every level, drops undefined and writes no whitespace', () => {
+    assert.equal(
+      canonicalJson({ b: 1, a: { d: [3, 'x', null], c: true }, e: undefined, '10': 'ten', '2': 'two' }),
+      '{"10":"ten","2":"two","a":{"c":true,"d":[3,"x",null]},"b":1}',
+    );
+  });
+
+  it('refuses values JSON cannot carry faithfully', () => {
+    assert.throws(() => canonicalJson({ a: Number.NaN }), TypeError);
+    assert.throws(() => canonicalJson({ a: 1n }), TypeError);
+    assert.throws(() => canonicalJson({ a: new Date(0) }), TypeError);
+  });
+
+  it('stores an event with nested details and integer-like keys in canonical form', async () => {
+    await withStore(STORE_TARGETS[0]!.freshUrl(), async (store) => {
+      const log = createAuditLog(store, { clock: new ManualClock(T0) });
+      log.enqueue(admin({ details: { z: 1, '9': 'nine', '10': { b: 2, a: 1 } } }));
+      log.enqueue(decision());
+      await log.close();
+      const rows = await store.db.selectFrom('audit_events').select('data_json').orderBy('seq').execute();
+      for (const row of rows) assert.equal(row.data_json, canonicalJson(JSON.parse(row.data_json)));
+      assert.equal((await verifyChain(store)).ok, true);
+    });
+  });
+});
