@@ -346,18 +346,7 @@ export class CertificateAuthority {
 
   /** The bundle as a JWKS (SPIFFE bundle form): one key per certificate with its x5c. */
   async bundleJwks(): Promise<{ keys: Record<string, unknown>[] }> {
-    const keys: Record<string, unknown>[] = [];
-    for (const authority of this.#bundle()) {
-      const publicKey = await authority.cert.publicKey.export();
-      const jwk = (await subtle.exportKey('jwk', publicKey)) as Record<string, unknown>;
-      keys.push({
-        ...jwk,
-        kid: authority.fingerprint.slice(0, 32),
-        use: 'x509-svid',
-        x5c: [Buffer.from(authority.cert.rawData).toString('base64')],
-      });
-    }
-    return { keys };
+    return jwksOf(this.#bundle());
   }
 
   /**
@@ -637,12 +626,7 @@ export class CertificateAuthority {
   }
 
   #bundle(): Authority[] {
-    const now = this.#clock.now();
-    const order = { root: 0, intermediate: 1 } as const;
-    const slotOrder = { current: 0, next: 1, retired: 2 } as const;
-    return this.#state.authorities
-      .filter((authority) => inBundle(authority, now))
-      .sort((a, b) => order[a.kind] - order[b.kind] || slotOrder[a.slot] - slotOrder[b.slot]);
+    return bundleOf(this.#state.authorities, this.#clock.now());
   }
 
   async #reloadRevocations(): Promise<void> {
@@ -784,6 +768,88 @@ function authorityRow(
   };
 }
 
+function parseAuthorityRow(row: CaAuthoritiesTable): Authority {
+  let cert: x509.X509Certificate;
+  try {
+    cert = new x509.X509Certificate(row.cert_pem);
+  } catch (error) {
+    throw new VigilError(
+      'ERR_CA_SELF_CHECK',
+      `stored certificate of CA ${row.id} does not parse; refusing to start`,
+      { cause: error },
+    );
+  }
+  return {
+    id: row.id,
+    kind: row.kind as AuthorityKind,
+    slot: row.slot as AuthoritySlot,
+    algorithm: row.algorithm,
+    subject: cert.subject,
+    fingerprint: row.fingerprint,
+    notBefore: cert.notBefore,
+    notAfter: cert.notAfter,
+    bundleUntil: row.bundle_until === null ? null : new Date(Number(row.bundle_until)),
+    keyInStore: row.key_enc !== null,
+    cert,
+    nodeCert: new NodeX509Certificate(new Uint8Array(cert.rawData)),
+    pem: cert.toString('pem'),
+    keyEnc: row.key_enc,
+  };
+}
+
+function bundleOf(authorities: readonly Authority[], now: number): Authority[] {
+  const order = { root: 0, intermediate: 1 } as const;
+  const slotOrder = { current: 0, next: 1, retired: 2 } as const;
+  return authorities
+    .filter((authority) => inBundle(authority, now))
+    .sort((a, b) => order[a.kind] - order[b.kind] || slotOrder[a.slot] - slotOrder[b.slot]);
+}
+
+async function jwksOf(authorities: readonly Authority[]): Promise<{ keys: Record<string, unknown>[] }> {
+  const keys: Record<string, unknown>[] = [];
+  for (const authority of authorities) {
+    const publicKey = await authority.cert.publicKey.export();
+    const jwk = (await subtle.exportKey('jwk', publicKey)) as Record<string, unknown>;
+    keys.push({
+      ...jwk,
+      kid: authority.fingerprint.slice(0, 32),
+      use: 'x509-svid',
+      x5c: [Buffer.from(authority.cert.rawData).toString('base64')],
+    });
+  }
+  return { keys };
+}
+
+/**
+ * The public half of the CA, read without any private key: for `vigil ca bundle` and
+ * `vigil ca status`, and for processes that only verify.
+ */
+export async function readTrustBundle(
+  store: Store,
+  clock: Clock = systemClock,
+): Promise<{
+  trustDomain: string;
+  pem: string;
+  jwks(): Promise<{ keys: Record<string, unknown>[] }>;
+  authorities: AuthorityInfo[];
+}> {
+  const rows = await store.db.selectFrom('ca_authorities').selectAll().execute();
+  if (rows.length === 0) {
+    throw new VigilError(
+      'ERR_CA_NOT_INITIALIZED',
+      'the CA is not initialized: run `vigil ca init` or `vigil ca import`',
+    );
+  }
+  const authorities = rows.map(parseAuthorityRow);
+  const bundle = bundleOf(authorities, clock.now());
+  return {
+    trustDomain: rows[0]?.trust_domain ?? '',
+    pem: bundle.map((authority) => authority.pem).join(''),
+    jwks: () => jwksOf(bundle),
+    authorities: authorities.map(toInfo),
+  };
+}
+
 /** Reads every authority; opens the keys of intermediates that still sign; self-checks current and next. */
 async function loadState(store: Store, sealingKey: CaSealingKey, clock: Clock): Promise<CaState> {
   const rows = await store.db.selectFrom('ca_authorities').selectAll().execute();
@@ -804,34 +870,7 @@ async function loadState(store: Store, sealingKey: CaSealingKey, clock: Clock): 
       'more than one current intermediate in the store; refusing to start',
     );
   }
-  const authorities: Authority[] = rows.map((row) => {
-    let cert: x509.X509Certificate;
-    try {
-      cert = new x509.X509Certificate(row.cert_pem);
-    } catch (error) {
-      throw new VigilError(
-        'ERR_CA_SELF_CHECK',
-        `stored certificate of CA ${row.id} does not parse; refusing to start`,
-        { cause: error },
-      );
-    }
-    return {
-      id: row.id,
-      kind: row.kind as AuthorityKind,
-      slot: row.slot as AuthoritySlot,
-      algorithm: row.algorithm,
-      subject: cert.subject,
-      fingerprint: row.fingerprint,
-      notBefore: cert.notBefore,
-      notAfter: cert.notAfter,
-      bundleUntil: row.bundle_until === null ? null : new Date(Number(row.bundle_until)),
-      keyInStore: row.key_enc !== null,
-      cert,
-      nodeCert: new NodeX509Certificate(new Uint8Array(cert.rawData)),
-      pem: cert.toString('pem'),
-      keyEnc: row.key_enc,
-    };
-  });
+  const authorities = rows.map(parseAuthorityRow);
   const roots = authorities
     .filter((authority) => authority.kind === 'root' && authority.slot !== 'retired')
     .map((authority) => authority.cert);

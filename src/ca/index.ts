@@ -13,6 +13,7 @@ export {
   type PeerCertificateCheck,
   REVOCATION_REASONS,
   type RevocationReason,
+  readTrustBundle,
 } from './authority.ts';
 export { type CheckedCsr, type CsrPolicy, checkCsr, DEFAULT_CSR_POLICY, MAX_CSR_BYTES } from './csr.ts';
 export { CA_KEY_ENV, CaSealingKey, createCaKeyFile, loadCaSealingKey } from './lib/seal.ts';

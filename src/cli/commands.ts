@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerAuditCommand } from './audit.ts';
+import { registerCaCommand } from './ca.ts';
 import { registerConfigCommand } from './config.ts';
 import { registerPolicyCommand } from './policy.ts';
 import { registerServerCommand } from './server.ts';
@@ -9,5 +10,6 @@ export function registerCommands(program: Command): void {
   registerServerCommand(program);
   registerConfigCommand(program);
   registerPolicyCommand(program);
+  registerCaCommand(program);
   registerAuditCommand(program);
 }
