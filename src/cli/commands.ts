@@ -4,6 +4,7 @@ import { registerCaCommand } from './ca.ts';
 import { registerConfigCommand } from './config.ts';
 import { registerPolicyCommand } from './policy.ts';
 import { registerServerCommand } from './server.ts';
+import { registerSessionCommand } from './session.ts';
 
 /** Every `vigil` subcommand; each lives in its own file under src/cli/. */
 export function registerCommands(program: Command): void {
@@ -12,4 +13,5 @@ export function registerCommands(program: Command): void {
   registerPolicyCommand(program);
   registerCaCommand(program);
   registerAuditCommand(program);
+  registerSessionCommand(program);
 }

@@ -2,6 +2,11 @@
 export interface Identity {
   /** How the identity was established. */
   kind: 'session' | 'bearer';
+  /**
+   * Stable key of the credential, for per-credential caches (`session:<id>`, or
+   * `bearer:<sha256 of the token>`); never the credential itself.
+   */
+  key: string;
   /** `<idp>:<user id claim>`, stable across email changes; the users table key. */
   userId: string;
   /** The user id claim as the IdP sent it. */

@@ -180,8 +180,10 @@ export class JwtVerifier {
     const subject = optionalString(claimAt(verified, trusted.claims.user_id));
     if (subject === undefined) return { reason: 'token-subject-missing' };
     const expiresAt = (verified.exp as number) * 1000;
+    const tokenHash = hashToken(token);
     const identity: Identity = Object.freeze({
       kind: 'bearer',
+      key: `bearer:${tokenHash}`,
       userId: `${trusted.name}:${subject}`,
       subject,
       idp: trusted.name,
@@ -196,11 +198,11 @@ export class JwtVerifier {
       deviceId: undefined,
       claims: Object.freeze({ ...verified }),
     });
-    this.#remember(token, identity, expiresAt);
+    this.#remember(tokenHash, identity, expiresAt);
     return { identity };
   }
 
-  #remember(token: string, identity: Identity, expiresAt: number): void {
+  #remember(tokenHash: string, identity: Identity, expiresAt: number): void {
     if (this.#cache.size >= this.#cacheSize) {
       // Drop expired entries first; if none, the oldest inserted (Map keeps insertion order).
       const now = this.#clock.now();
@@ -212,7 +214,7 @@ export class JwtVerifier {
         if (!oldest.done) this.#cache.delete(oldest.value);
       }
     }
-    this.#cache.set(hashToken(token), { identity, expiresAt });
+    this.#cache.set(tokenHash, { identity, expiresAt });
   }
 }
 

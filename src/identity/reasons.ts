@@ -24,6 +24,8 @@ export type IdentityReason =
   | 'token-signature-invalid'
   | 'token-subject-missing'
   | 'token-invalid'
+  // A new bearer token is being verified in the background; a synchronous caller denies this once.
+  | 'token-not-yet-verified'
   | 'idp-unavailable'
   // Session cookie
   | 'session-cookie-invalid'

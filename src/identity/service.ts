@@ -22,6 +22,13 @@ import { SessionManager } from './sessions.ts';
 export const LOGIN_STATE_TTL_MS = 10 * 60_000;
 /** Used login states remembered (against replays) at most; they expire with the login TTL anyway. */
 const USED_STATES_MAX = 10_000;
+/** Proxy paths the identity capability serves. */
+export const IDENTITY_PATHS = [
+  '/.vigil/login',
+  '/.vigil/callback',
+  '/.vigil/logout',
+  '/.vigil/whoami',
+] as const;
 const HOST = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
 
 export type AuthResult =
@@ -44,6 +51,16 @@ export interface IdentityService {
     request: { headers: IncomingHttpHeaders },
     options?: AuthenticateOptions,
   ): AuthResult | Promise<AuthResult>;
+  /**
+   * `authenticate` for callers that cannot wait: a new bearer token is verified in the
+   * background (so the next request finds it cached) and this call returns
+   * `token-not-yet-verified`, which denies.
+   */
+  authenticateSync(request: { headers: IncomingHttpHeaders }, options?: AuthenticateOptions): AuthResult;
+  /** The identity paths as handlers for the proxy's reserved-path table. */
+  reservedHandlers(
+    secure: boolean,
+  ): Map<string, (request: IncomingMessage, response: ServerResponse) => void>;
   /**
    * Serves `/.vigil/login`, `/.vigil/callback`, `/.vigil/logout` and `/.vigil/whoami`
    * on the proxy listener; false when the path is none of them.
@@ -325,33 +342,51 @@ export async function createIdentity(options: CreateIdentityOptions): Promise<Id
     },
   ];
 
+  async function handle(
+    request: IncomingMessage,
+    response: ServerResponse,
+    context: { secure: boolean },
+  ): Promise<boolean> {
+    const url = new URL(request.url ?? '/', 'http://proxy.invalid');
+    const method = request.method ?? 'GET';
+    const routes: Record<string, () => Promise<void>> = {
+      '/.vigil/login': () => login(request, response, url, context.secure),
+      '/.vigil/callback': () => callback(request, response, url),
+      '/.vigil/logout': () => logout(request, response, url),
+      '/.vigil/whoami': () => whoami(request, response),
+    };
+    const run = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
+    if (!run) return false;
+    const allowed =
+      url.pathname === '/.vigil/logout' ? method === 'GET' || method === 'POST' : method === 'GET';
+    if (!allowed) {
+      sendJson(response, 405, { error: 'method-not-allowed' });
+      return true;
+    }
+    try {
+      await run();
+    } catch (error) {
+      logger.error({ err: error, path: url.pathname }, 'identity handler failed');
+      if (!response.headersSent) sendJson(response, 500, { error: 'internal', request_id: randomUUID() });
+    }
+    return true;
+  }
+
   return {
     authenticate,
-    async handle(request, response, context) {
-      const url = new URL(request.url ?? '/', 'http://proxy.invalid');
-      const method = request.method ?? 'GET';
-      const routes: Record<string, () => Promise<void>> = {
-        '/.vigil/login': () => login(request, response, url, context.secure),
-        '/.vigil/callback': () => callback(request, response, url),
-        '/.vigil/logout': () => logout(request, response, url),
-        '/.vigil/whoami': () => whoami(request, response),
-      };
-      const run = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
-      if (!run) return false;
-      const allowed =
-        url.pathname === '/.vigil/logout' ? method === 'GET' || method === 'POST' : method === 'GET';
-      if (!allowed) {
-        sendJson(response, 405, { error: 'method-not-allowed' });
-        return true;
-      }
-      try {
-        await run();
-      } catch (error) {
-        logger.error({ err: error, path: url.pathname }, 'identity handler failed');
-        if (!response.headersSent) sendJson(response, 500, { error: 'internal', request_id: randomUUID() });
-      }
-      return true;
+    authenticateSync(request, authOptions) {
+      const result = authenticate(request, authOptions);
+      if (!(result instanceof Promise)) return result;
+      result.catch((error: unknown) => logger.warn({ err: error }, 'background token verification failed'));
+      return { reason: 'token-not-yet-verified' };
     },
+    reservedHandlers(secure) {
+      const handler = (request: IncomingMessage, response: ServerResponse) => {
+        void handle(request, response, { secure });
+      };
+      return new Map(IDENTITY_PATHS.map((path) => [path, handler]));
+    },
+    handle,
     adminRoutes,
     sessions,
     verifier,

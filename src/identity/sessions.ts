@@ -360,6 +360,7 @@ export class SessionManager {
     const subject = row.user_id.slice(row.idp.length + 1);
     const identity: Identity = Object.freeze({
       kind: 'session',
+      key: `session:${row.id}`,
       userId: row.user_id,
       subject,
       idp: row.idp,

@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { ConfigWatcher, type LoadedConfig } from '../config/index.ts';
 import { isVigilError, VigilError } from '../errors.ts';
+import { createIdentity, type IdentityService } from '../identity/index.ts';
 import { type ApiRoute, ApiRouter, readJson, sendJson } from '../internal/http.ts';
 import { constantTimeEqual } from '../internal/secrets.ts';
 import { openStore, redactUrl, type Store } from '../store/index.ts';
@@ -83,6 +84,15 @@ export async function startServer(
     throw error;
   }
 
+  let identity: IdentityService;
+  try {
+    identity = await createIdentity({ config, store, logger, dataDir });
+  } catch (error) {
+    policies.close();
+    await store.close();
+    throw error;
+  }
+
   const watcher = new ConfigWatcher(loaded, { env: options.env ?? process.env, logger });
   watcher.onChange((next) => {
     reloads.labels('ok').inc();
@@ -111,16 +121,25 @@ export async function startServer(
       },
     }),
   };
-  router.add(statusRoute, ...policies.routes);
+  router.add(statusRoute, ...policies.routes, ...identity.adminRoutes);
 
   const admin = createListener(
     (request, response) =>
       void handleAdmin(request, response, { router, store, metrics, logger, token: adminToken.token }),
     undefined,
   );
-  // No identity provider configured: nobody is authenticated, so only routes whose
-  // policy allows anonymous requests (none, by default deny) let anything through.
-  const proxyWiring: ProxyWiring = { authenticate: () => undefined, reserved: new Map() };
+  // Session cookie or bearer JWT; a request without either is anonymous, and only
+  // routes whose policy allows anonymous requests (none, by default deny) let it through.
+  const secure = config.server.tls !== undefined || (config.server.public_url ?? '').startsWith('https:');
+  const proxyWiring: ProxyWiring = {
+    authenticate: (request) => {
+      const found = identity.authenticateSync(request).identity;
+      if (found === undefined) return undefined;
+      const { userId, email, groups, claims, amr, authTime } = found;
+      return { key: found.key, user: { id: userId, email, groups, claims, amr, authTime } };
+    },
+    reserved: identity.reservedHandlers(secure),
+  };
   let serving: ServingProxy | undefined;
   const proxy = createListener((request, response) => {
     if (serving) serving.proxy.handle(request, response);
@@ -136,12 +155,14 @@ export async function startServer(
     watcher.stop();
     policies.close();
     admin.close();
+    await identity.close();
     await store.close();
     throw error;
   }
 
   const adminUrl = urlOf(adminInfo, false);
   const proxyUrl = urlOf(proxyInfo, config.server.tls !== undefined);
+  await identity.attach(config.server.public_url ?? proxyUrl);
   serving = await startProxy(loaded, {
     policies: policies.store,
     issuer: config.server.public_url ?? proxyUrl,
@@ -168,6 +189,7 @@ export async function startServer(
         const timeout = watcher.current.config.server.shutdown_timeout;
         await Promise.all([drain(proxy, timeout), drain(admin, timeout)]);
         await servingProxy.close();
+        await identity.close();
         await store.close();
         logger.info('vigil server stopped');
         logger.flush();
