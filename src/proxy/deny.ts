@@ -90,9 +90,16 @@ export function sendUnauthenticated(
   response.end(body);
 }
 
-export function sendError(response: ServerResponse, status: number, error: string, requestId: string): void {
+export function sendError(
+  response: ServerResponse,
+  status: number,
+  error: string,
+  requestId: string,
+  headers: Record<string, string> = {},
+): void {
   const body = JSON.stringify({ error, request_id: requestId });
   response.writeHead(status, {
+    ...headers,
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',

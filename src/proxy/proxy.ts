@@ -7,7 +7,7 @@ import type { Dispatcher } from 'undici';
 import { type Clock, systemClock } from '../internal/clock.ts';
 import { type CompiledPolicySet, type Decision, type PolicyInput, permits } from '../policy/index.ts';
 import type { AssertionSigner } from './assertion.ts';
-import { sendDenied, sendError, sendUnauthenticated } from './deny.ts';
+import { sendDenied, sendError, sendUnauthenticated, wantsHtml } from './deny.ts';
 import { downstreamHeaders, upstreamHeaders } from './headers.ts';
 import { normalizeTarget } from './path.ts';
 import type { Upstream, UpstreamGroup } from './upstreams.ts';
@@ -219,7 +219,7 @@ export class AccessProxy {
       sendJsonBody(response, 200, this.#options.signer.jwksBody, { 'cache-control': 'public, max-age=60' });
       return;
     }
-    if (path === '/.vigil/auth') {
+    if (path === '/.vigil/auth' || path.startsWith('/.vigil/auth/')) {
       this.#forwardAuth(request, response, requestId).catch((error: unknown) => {
         this.#options.onError?.(error, requestId);
         if (!response.headersSent) sendError(response, 500, 'internal-error', requestId);
@@ -244,7 +244,10 @@ export class AccessProxy {
       return Array.isArray(value) ? value[0] : value;
     };
     const host = hostOf(header('x-forwarded-host') ?? request.headers.host);
-    const target = normalizeTarget(header('x-forwarded-uri') ?? '/');
+    // Envoy's ext_authz appends the original path to the auth path instead of a header.
+    const url = request.url ?? '';
+    const appended = url.startsWith('/.vigil/auth/') ? url.slice('/.vigil/auth'.length) : undefined;
+    const target = normalizeTarget(header('x-forwarded-uri') ?? appended ?? '/');
     if (host === undefined || 'problem' in target) {
       sendError(
         response,
@@ -254,7 +257,7 @@ export class AccessProxy {
       );
       return;
     }
-    const method = (header('x-forwarded-method') ?? 'GET').toUpperCase();
+    const method = (header('x-forwarded-method') ?? request.method ?? 'GET').toUpperCase();
     const identity = this.#options.authenticate(request);
     const forwardedFor = header('x-forwarded-for');
     const sourceIp =
@@ -280,16 +283,12 @@ export class AccessProxy {
     }
     if (!permits(decision)) {
       if (decision.reasons.includes('user-unauthenticated')) {
+        // 401 even for browsers: nginx auth_request treats any other status as an error.
+        // The Location tells the front proxy where to send the browser (error_page 401).
         const proto = header('x-forwarded-proto') === 'https' ? 'https' : 'http';
-        const returnTo = `${target.path}${target.search}`;
-        sendUnauthenticated(
-          request,
-          response,
-          returnTo,
-          requestId,
-          `${proto}://${header('x-forwarded-host') ?? host}/.vigil/login`,
-        );
-        if (response.statusCode === 302) return;
+        const returnTo = encodeURIComponent(`${target.path}${target.search}`);
+        const login = `${proto}://${header('x-forwarded-host') ?? host}/.vigil/login?rd=${returnTo}`;
+        sendError(response, 401, 'unauthenticated', requestId, wantsHtml(request) ? { location: login } : {});
         return;
       }
       sendDenied(request, response, decision, requestId);

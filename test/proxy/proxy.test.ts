@@ -301,9 +301,19 @@ describe('forward-auth endpoint', () => {
     const { url } = await startProxy(upstream.url);
     assert.equal((await raw(url, auth('bob', 'GET', '/admin'))).status, 403);
     const browser = await raw(url, auth(undefined, 'GET', '/wiki?page=1', 'Accept: text/html\r\n'));
-    assert.equal(browser.status, 302);
+    assert.equal(browser.status, 401, 'auth_request only understands 2xx, 401 and 403');
     assert.match(browser.all, /location: https:\/\/app\.test\/\.vigil\/login\?rd=%2Fwiki%3Fpage%3D1/i);
     assert.equal((await raw(url, auth(undefined, 'GET', '/wiki'))).status, 401);
+  });
+
+  it("understands Envoy ext_authz's appended path, method and Host", async () => {
+    const upstream = await startEchoUpstream();
+    const { url } = await startProxy(upstream.url);
+    const envoy = (user: string, path: string) =>
+      `DELETE /.vigil/auth${path} HTTP/1.1\r\nHost: app.test\r\nCookie: _vigil_session=${user}\r\nConnection: close\r\n\r\n`;
+    assert.equal((await raw(url, envoy('alice', '/admin/users?x=1'))).status, 200);
+    assert.equal((await raw(url, envoy('bob', '/admin/users'))).status, 403);
+    assert.equal((await raw(url, envoy('bob', '/public/%2e%2e/admin'))).status, 400);
   });
 
   it('applies the same path normalization to X-Forwarded-Uri', async () => {
