@@ -622,7 +622,7 @@ export class CertificateAuthority {
         revoked_reason: null,
       })
       .execute();
-    return { ...leaf, issuerId: issuer.id, chainPem: `${leaf.pem}\n${issuer.pem}` };
+    return { ...leaf, issuerId: issuer.id, chainPem: `${leaf.pem}${issuer.pem}` };
   }
 
   #bundle(): Authority[] {
@@ -757,7 +757,7 @@ function authorityRow(
     slot,
     trust_domain: trustDomain,
     algorithm: algorithmName(cert.publicKey),
-    cert_pem: cert.toString('pem'),
+    cert_pem: `${cert.toString('pem')}\n`,
     key_enc: keyEnc,
     fingerprint: fingerprintOf(cert),
     not_before: cert.notBefore.getTime(),
@@ -792,7 +792,8 @@ function parseAuthorityRow(row: CaAuthoritiesTable): Authority {
     keyInStore: row.key_enc !== null,
     cert,
     nodeCert: new NodeX509Certificate(new Uint8Array(cert.rawData)),
-    pem: cert.toString('pem'),
+    // The library's PEM has no final newline; concatenated bundles need one.
+    pem: `${cert.toString('pem').trimEnd()}\n`,
     keyEnc: row.key_enc,
   };
 }

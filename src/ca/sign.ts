@@ -181,7 +181,7 @@ async function signLeaf(signer: LeafSigner, csr: CheckedCsr, template: LeafTempl
     spiffeId: template.spiffeId,
     serial,
     certificate,
-    pem: certificate.toString('pem'),
+    pem: `${certificate.toString('pem')}\n`,
     notBefore,
     notAfter,
     renewAfter,
