@@ -309,7 +309,15 @@ export function compilePolicies(
     if (policy === undefined) throw invalid(`${source}.policy: no policy named "${spec.policy}"`);
     const mode = spec.mode ?? 'enforce';
     const name = spec.name ?? key;
-    return Object.freeze({ name, host, pathPrefix, policy, mode, source, decide: buildDecide(policy, mode, name) });
+    return Object.freeze({
+      name,
+      host,
+      pathPrefix,
+      policy,
+      mode,
+      source,
+      decide: buildDecide(policy, mode, name),
+    });
   });
   return new CompiledPolicySet(
     policies,
