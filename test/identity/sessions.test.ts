@@ -209,6 +209,29 @@ describe('session key', () => {
 });
 
 describe('revocation across replicas (PostgreSQL)', () => {
+  it('shares last-seen between replicas, so a session used on one is not idle on the other', async () => {
+    const url = freshPostgresUrl();
+    const clock = new ManualClock(Date.now());
+    const one = await manager(await open(url), clock);
+    const two = await manager(await open(url), clock);
+    const { cookie } = await one.create({ ...alice, authTime: clock.now() });
+    const deadline = Date.now() + 2000;
+    while (!two.lookup(cookie).identity && Date.now() < deadline) await sleep(20);
+    // Used only on replica one, at +40 and +80 minutes; replica two is asked at +120.
+    // Its own last use was at creation, so without the shared last-seen it would call
+    // the session idle (120 min > 1 h).
+    for (let step = 0; step < 2; step++) {
+      clock.advance(40 * 60_000);
+      assert.ok(one.lookup(cookie).identity, `used on replica one, step ${step}`);
+      await one.flush();
+      await sleep(500);
+    }
+    clock.advance(40 * 60_000);
+    assert.ok(two.lookup(cookie).identity, 'replica two knows of the use on replica one');
+    clock.advance(61 * 60_000);
+    assert.equal(two.lookup(cookie).reason, 'session-idle');
+  });
+
   it('a revocation on one replica reaches another within 2 s', async () => {
     const url = freshPostgresUrl();
     const one = await manager(await open(url), systemClock);
