@@ -1,15 +1,23 @@
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BlockList, isIPv6 } from 'node:net';
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
+import { BlockList, isIPv6, connect as netConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { connect as tlsConnect } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { type Clock, systemClock } from '../internal/clock.ts';
-import { type CompiledPolicySet, type Decision, type PolicyInput, permits } from '../policy/index.ts';
+import {
+  type CompiledPolicySet,
+  type CompiledRoute,
+  type Decision,
+  type PolicyInput,
+  permits,
+} from '../policy/index.ts';
 import type { AssertionSigner } from './assertion.ts';
 import { sendDenied, sendError, sendUnauthenticated, wantsHtml } from './deny.ts';
 import { downstreamHeaders, upstreamHeaders } from './headers.ts';
-import { normalizeTarget } from './path.ts';
+import { type NormalizedTarget, normalizeTarget } from './path.ts';
 import type { Upstream, UpstreamGroup } from './upstreams.ts';
 
 /** Who sent a request, as the identity capability established it. */
@@ -62,6 +70,25 @@ export interface ProxyOptions {
 
 export const DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024;
 const BOOT = randomBytes(4).toString('hex');
+const UPGRADE_CONNECT_TIMEOUT_MS = 5_000;
+
+interface Authorized {
+  route: CompiledRoute;
+  identity: RequestIdentity | undefined;
+  decision: Decision;
+  target: NormalizedTarget;
+  host: string;
+  sourceIp: string;
+}
+
+/** Answers an upgrade request that will not be upgraded, then closes the socket. */
+function refuseUpgrade(socket: Duplex, status: number, error: string, requestId: string): void {
+  if (!socket.writable) return;
+  const body = JSON.stringify({ error, request_id: requestId });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
 
 /** The identity-aware reverse proxy and the forward-auth endpoint. */
 export class AccessProxy {
@@ -70,6 +97,7 @@ export class AccessProxy {
   readonly #trusted: BlockList | undefined;
   readonly #maxBody: number;
   #counter = 0;
+  readonly #connections = new Map<string, Set<Duplex>>();
 
   constructor(options: ProxyOptions) {
     this.#options = options;
@@ -96,46 +124,16 @@ export class AccessProxy {
   };
 
   async #handle(request: IncomingMessage, response: ServerResponse, requestId: string): Promise<void> {
-    const url = request.url ?? '/';
-    if (url.startsWith('/.vigil/')) {
+    if ((request.url ?? '/').startsWith('/.vigil/')) {
       this.#reserved(request, response, requestId);
       return;
     }
-    const target = normalizeTarget(url);
-    if ('problem' in target) {
-      sendError(response, 400, `bad-request-target:${target.problem}`, requestId);
+    const verdict = this.#authorize(request, requestId);
+    if ('status' in verdict) {
+      sendError(response, verdict.status, verdict.error, requestId);
       return;
     }
-    const host = hostOf(request.headers.host);
-    if (host === undefined || hasRepeatedHost(request.rawHeaders)) {
-      sendError(response, 400, 'bad-host', requestId);
-      return;
-    }
-    const method = request.method ?? 'GET';
-    const identity = this.#options.authenticate(request);
-    const sourceIp = this.#sourceIp(request);
-    const set = this.#options.policies();
-    const route = set.routeFor(host, target.path);
-    const input: PolicyInput = {
-      host,
-      path: target.path,
-      method,
-      headers: request.headers as Record<string, string | undefined>,
-      sourceIp,
-      now: this.#clock.now(),
-      user: identity?.user,
-      device: identity?.device,
-      clientCertificate: isClientCertificatePresent(request),
-    };
-    const decision = route === undefined ? set.decide(input) : route.decide(input);
-    if (!this.#record(requestId, input, identity, decision, 'proxy')) {
-      sendError(response, 503, 'audit-unavailable', requestId);
-      return;
-    }
-    if (route === undefined) {
-      sendError(response, 404, 'no-route', requestId);
-      return;
-    }
+    const { route, identity, decision, target, host, sourceIp } = verdict;
     if (!permits(decision)) {
       this.#refuse(request, response, decision, `${target.path}${target.search}`, requestId);
       return;
@@ -158,6 +156,135 @@ export class AccessProxy {
     headers['x-request-id'] = requestId;
     if (identity !== undefined) await this.#addIdentity(headers, identity, route.name);
     await this.#forward(request, response, group, `${target.path}${target.search}`, headers, requestId);
+  }
+
+  /**
+   * Everything before forwarding, shared by HTTP and WebSocket: target normalization,
+   * Host, identity, the decision and its audit record. A refusal comes back as a status.
+   */
+  #authorize(request: IncomingMessage, requestId: string): Authorized | { status: number; error: string } {
+    const target = normalizeTarget(request.url ?? '/');
+    if ('problem' in target) return { status: 400, error: `bad-request-target:${target.problem}` };
+    const host = hostOf(request.headers.host);
+    if (host === undefined || hasRepeatedHost(request.rawHeaders)) return { status: 400, error: 'bad-host' };
+    const identity = this.#options.authenticate(request);
+    const sourceIp = this.#sourceIp(request);
+    const set = this.#options.policies();
+    const route = set.routeFor(host, target.path);
+    const input: PolicyInput = {
+      host,
+      path: target.path,
+      method: request.method ?? 'GET',
+      headers: request.headers as Record<string, string | undefined>,
+      sourceIp,
+      now: this.#clock.now(),
+      user: identity?.user,
+      device: identity?.device,
+      clientCertificate: isClientCertificatePresent(request),
+    };
+    const decision = route === undefined ? set.decide(input) : route.decide(input);
+    if (!this.#record(requestId, input, identity, decision, 'proxy'))
+      return { status: 503, error: 'audit-unavailable' };
+    if (route === undefined) return { status: 404, error: 'no-route' };
+    return { route, identity, decision, target, host, sourceIp };
+  }
+
+  /**
+   * WebSocket (and any other Upgrade): authorized like a request; on allow the two
+   * sockets are spliced, and the connection is tracked so a revocation can close it.
+   */
+  readonly handleUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const requestId = `${BOOT}-${(++this.#counter).toString(36)}`;
+    socket.on('error', () => socket.destroy());
+    this.#upgrade(request, socket, head, requestId).catch((error: unknown) => {
+      this.#options.onError?.(error, requestId);
+      refuseUpgrade(socket, 502, 'upstream-error', requestId);
+    });
+  };
+
+  async #upgrade(request: IncomingMessage, socket: Duplex, head: Buffer, requestId: string): Promise<void> {
+    const verdict = this.#authorize(request, requestId);
+    if ('status' in verdict) {
+      refuseUpgrade(socket, verdict.status, verdict.error, requestId);
+      return;
+    }
+    const { route, identity, decision, target, host, sourceIp } = verdict;
+    if (!permits(decision)) {
+      const unauthenticated = decision.reasons.includes('user-unauthenticated');
+      refuseUpgrade(
+        socket,
+        unauthenticated ? 401 : 403,
+        unauthenticated ? 'unauthenticated' : 'access-denied',
+        requestId,
+      );
+      return;
+    }
+    const group = this.#options.upstreams().get(route.name);
+    if (group === undefined) {
+      refuseUpgrade(socket, 502, 'no-upstream', requestId);
+      return;
+    }
+    const headers = upstreamHeaders(request.headers, {
+      sessionCookie: this.#options.sessionCookie,
+      keepForwarded: this.#isTrusted(request),
+    });
+    this.#addForwarded(headers, request, host, sourceIp);
+    headers['x-request-id'] = requestId;
+    if (identity !== undefined) await this.#addIdentity(headers, identity, route.name);
+    const upstream = group.pick();
+    const url = new URL(upstream.url);
+    const upstreamSocket =
+      url.protocol === 'https:'
+        ? tlsConnect({ host: url.hostname, port: Number(url.port || 443), servername: url.hostname })
+        : netConnect({ host: url.hostname, port: Number(url.port || 80) });
+    upstreamSocket.setTimeout(UPGRADE_CONNECT_TIMEOUT_MS, () =>
+      upstreamSocket.destroy(new Error('connect timeout')),
+    );
+    upstreamSocket.once('connect', () => upstreamSocket.setTimeout(0));
+    let upgraded = false;
+    upstreamSocket.on('error', () => {
+      if (socket.writable && !upgraded) refuseUpgrade(socket, 502, 'upstream-unavailable', requestId);
+      socket.destroy();
+    });
+    const lines = [`${request.method ?? 'GET'} ${upstream.basePath}${target.path}${target.search} HTTP/1.1`];
+    lines.push(
+      `host: ${url.host}`,
+      'connection: Upgrade',
+      `upgrade: ${String(request.headers.upgrade ?? 'websocket')}`,
+    );
+    for (const [name, value] of Object.entries(headers)) {
+      for (const item of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${item}`);
+    }
+    upstreamSocket.write(`${lines.join('\r\n')}\r\n\r\n`);
+    if (head.length > 0) upstreamSocket.write(head);
+    upgraded = true;
+    upstreamSocket.pipe(socket);
+    socket.pipe(upstreamSocket);
+    socket.on('close', () => upstreamSocket.destroy());
+    upstreamSocket.on('close', () => socket.destroy());
+    if (identity !== undefined) this.#track(identity.key, socket);
+  }
+
+  #track(key: string, socket: Duplex): void {
+    let sockets = this.#connections.get(key);
+    if (sockets === undefined) {
+      sockets = new Set();
+      this.#connections.set(key, sockets);
+    }
+    sockets.add(socket);
+    socket.once('close', () => {
+      sockets.delete(socket);
+      if (sockets.size === 0) this.#connections.delete(key);
+    });
+  }
+
+  /** Closes every long-lived connection (WebSocket) opened with a credential; for revocation. */
+  closeConnectionsOf(key: string): number {
+    const sockets = this.#connections.get(key);
+    if (sockets === undefined) return 0;
+    for (const socket of sockets) socket.destroy();
+    this.#options.signer.forget(key);
+    return sockets.size;
   }
 
   async #forward(

@@ -143,7 +143,11 @@ export async function startServer(
   let serving: ServingProxy | undefined;
   const proxy = createListener((request, response) => {
     if (serving) serving.proxy.handle(request, response);
-    else sendJson(response, 503, { error: 'starting' });
+  proxy.on('upgrade', (request, socket, head) => {
+    if (serving) serving.proxy.handleUpgrade(request, socket, head);
+    else socket.destroy();
+  });
+    else sendJson(response, 503, error: 'starting' );
   }, config.server.tls);
 
   let adminInfo: Awaited<ReturnType<typeof listen>>;
