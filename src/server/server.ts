@@ -143,12 +143,12 @@ export async function startServer(
   let serving: ServingProxy | undefined;
   const proxy = createListener((request, response) => {
     if (serving) serving.proxy.handle(request, response);
+    else sendJson(response, 503, { error: 'starting' });
+  }, config.server.tls);
   proxy.on('upgrade', (request, socket, head) => {
     if (serving) serving.proxy.handleUpgrade(request, socket, head);
     else socket.destroy();
   });
-    else sendJson(response, 503, error: 'starting' );
-  }, config.server.tls);
 
   let adminInfo: Awaited<ReturnType<typeof listen>>;
   let proxyInfo: Awaited<ReturnType<typeof listen>>;
