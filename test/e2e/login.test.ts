@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { type DevIdp, startDevIdp } from '../../src/identity/index.ts';
@@ -150,6 +152,77 @@ identity_providers:
     } finally {
       const { code } = await server.stop('SIGTERM');
       assert.equal(code, 0);
+    }
+  });
+
+  it('the proxy lets the logged-in user through by policy, with identity headers, and sends others away', async () => {
+    const dir = tempDir();
+    const proxyPort = await freePort();
+    const proxyUrl = `http://127.0.0.1:${proxyPort}`;
+    const upstream = createServer((request, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ path: request.url, headers: request.headers }));
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    after(() => upstream.close());
+    const upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+    writeFileSync(
+      join(dir, 'sre.yaml'),
+      `policies:
+  - name: sre-only
+    rules:
+      - name: sre-with-mfa
+        allow:
+          and:
+            - groups: { any: [sre] }
+            - mfa: true
+`,
+    );
+    const configPath = join(dir, 'vigil.yaml');
+    writeFileSync(
+      configPath,
+      `server:
+  proxy_listen: 127.0.0.1:${proxyPort}
+  admin_listen: 127.0.0.1:0
+  data_dir: ${join(dir, 'data')}
+  shutdown_timeout: 2s
+log:
+  format: json
+dev_idp: true
+policy_files: [sre.yaml]
+routes:
+  - name: ops
+    from: ${proxyUrl}
+    to: ${upstreamUrl}
+    policy: sre-only
+`.replace('dev_idp: true', 'dev_idp:\n  listen: 127.0.0.1:0'),
+    );
+    const server = await spawnServer(configPath);
+    try {
+      const anonymous = await fetch(`${proxyUrl}/dashboard`, {
+        headers: { accept: 'text/html' },
+        redirect: 'manual',
+      });
+      assert.equal(anonymous.status, 302);
+      assert.match(anonymous.headers.get('location') ?? '', /^\/\.vigil\/login\?rd=%2Fdashboard/);
+
+      const alice = new Browser();
+      const landed = await alice.login(`${proxyUrl}/dashboard`, 'alice');
+      assert.equal(landed.status, 200, landed.body);
+      const seen = JSON.parse(landed.body) as { path: string; headers: Record<string, string> };
+      assert.equal(seen.path, '/dashboard');
+      assert.equal(seen.headers['x-vigil-user'], 'dev:alice');
+      assert.equal(seen.headers['x-vigil-groups'], 'engineering,sre');
+      assert.ok(
+        !(seen.headers.cookie ?? '').includes('_vigil_session'),
+        'the upstream never sees the session cookie',
+      );
+
+      const bob = new Browser();
+      const denied = await bob.login(`${proxyUrl}/dashboard`, 'bob');
+      assert.equal(denied.status, 403);
+    } finally {
+      await server.stop('SIGTERM');
     }
   });
 });

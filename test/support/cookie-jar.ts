@@ -75,6 +75,8 @@ export class Browser {
   async request(url: string | URL, init: RequestInit = {}): Promise<Visit> {
     const target = new URL(url);
     const headers = new Headers(init.headers);
+    // Like a browser: ask for HTML, so that Vigil answers 401s with a login redirect.
+    if (!headers.has('accept')) headers.set('accept', 'text/html,application/xhtml+xml,*/*;q=0.8');
     const cookie = this.jar.header(target);
     if (cookie) headers.set('cookie', cookie);
     this.visited.push(target);
