@@ -42,6 +42,8 @@ export interface LoginChecks {
   state: string;
   nonce: string;
   codeVerifier: string;
+  /** OIDC max_age sent for a route with reauth_after: the IdP must have authenticated the user this recently. */
+  maxAgeS?: number | undefined;
 }
 
 /**
@@ -103,12 +105,16 @@ export class OidcProvider {
   };
 
   /** Starts a login: the URL to send the browser to and the checks to keep for the callback. */
-  async beginLogin(redirectUri: string): Promise<{ url: URL; checks: LoginChecks }> {
+  async beginLogin(
+    redirectUri: string,
+    options: { maxAgeS?: number | undefined } = {},
+  ): Promise<{ url: URL; checks: LoginChecks }> {
     const config = await this.configuration();
-    const checks = {
+    const checks: LoginChecks = {
       state: client.randomState(),
       nonce: client.randomNonce(),
       codeVerifier: client.randomPKCECodeVerifier(),
+      ...(options.maxAgeS !== undefined ? { maxAgeS: Math.floor(options.maxAgeS) } : {}),
     };
     const url = client.buildAuthorizationUrl(config, {
       redirect_uri: redirectUri,
@@ -118,6 +124,9 @@ export class OidcProvider {
       nonce: checks.nonce,
       code_challenge: await client.calculatePKCECodeChallenge(checks.codeVerifier),
       code_challenge_method: 'S256',
+      // Without max_age the IdP's own SSO session would answer at once and a route's
+      // sign-in frequency would not make the user authenticate again.
+      ...(checks.maxAgeS !== undefined ? { max_age: String(checks.maxAgeS) } : {}),
     });
     return { url, checks };
   }
@@ -145,6 +154,7 @@ export class OidcProvider {
         expectedState: checks.state,
         expectedNonce: checks.nonce,
         idTokenExpected: true,
+        ...(checks.maxAgeS !== undefined ? { maxAge: checks.maxAgeS } : {}),
       });
     } catch (error) {
       return { reason: loginReason(error) };

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import type { IdentityProviderConfig, VigilConfig } from '../config/index.ts';
+import type { IdentityProviderConfig, RouteConfig, VigilConfig } from '../config/index.ts';
 import { VigilError } from '../errors.ts';
 import { type Clock, systemClock } from '../internal/clock.ts';
 import { type ApiRoute, sendJson } from '../internal/http.ts';
@@ -92,6 +92,7 @@ interface LoginState {
   returnTo: string;
   redirectUri: string;
   startedAt: number;
+  maxAgeS?: number | undefined;
 }
 
 /** Builds the identity capability: providers, bearer verifier, sessions, login handlers. */
@@ -169,7 +170,11 @@ export async function createIdentity(options: CreateIdentityOptions): Promise<Id
     if (returnTo === undefined) return fail(response, 'login-return-invalid');
     const host = request.headers.host ?? '';
     if (!HOST.test(host)) return fail(response, 'login-return-invalid');
-    const name = url.searchParams.get('idp') ?? (providers.size === 1 ? [...providers.keys()][0] : undefined);
+    const route = routeOf(host, returnTo);
+    const name =
+      url.searchParams.get('idp') ??
+      route?.idp ??
+      (providers.size === 1 ? [...providers.keys()][0] : undefined);
     if (name === undefined) {
       if (providers.size === 0) return fail(response, 'login-idp-unknown', 404);
       sendHtml(response, 200, chooser([...providers.keys()], returnTo));
@@ -180,7 +185,9 @@ export async function createIdentity(options: CreateIdentityOptions): Promise<Id
     const redirectUri = `${secure ? 'https' : 'http'}://${host}/.vigil/callback`;
     let started: Awaited<ReturnType<OidcProvider['beginLogin']>>;
     try {
-      started = await provider.beginLogin(redirectUri);
+      started = await provider.beginLogin(redirectUri, {
+        maxAgeS: route?.reauth_after === undefined ? undefined : route.reauth_after / 1000,
+      });
     } catch (error) {
       logger.warn({ err: error, idp: name }, 'login could not start');
       return fail(response, 'idp-unavailable', 503);
@@ -277,6 +284,23 @@ export async function createIdentity(options: CreateIdentityOptions): Promise<Id
       auth_time: new Date(identity.authTime).toISOString(),
       expires_at: new Date(identity.expiresAt).toISOString(),
     });
+  }
+
+  /** The configured route a return path belongs to (longest path prefix on this host), for its idp and reauth_after. */
+  function routeOf(host: string, path: string): RouteConfig | undefined {
+    let best: RouteConfig | undefined;
+    let bestLength = -1;
+    for (const candidate of config.routes) {
+      const from = new URL(candidate.from);
+      const sameHost = from.port === '' ? host.replace(/:\d+$/, '') === from.hostname : host === from.host;
+      const prefix = from.pathname.replace(/\/$/, '');
+      const under = path === prefix || path.startsWith(`${prefix}/`) || prefix === '';
+      if (sameHost && under && prefix.length > bestLength) {
+        best = candidate;
+        bestLength = prefix.length;
+      }
+    }
+    return best;
   }
 
   function rememberState(state: string): void {
@@ -478,6 +502,7 @@ function parseLoginState(text: string): LoginState | undefined {
     const strings = ['state', 'nonce', 'codeVerifier', 'idp', 'returnTo', 'redirectUri'] as const;
     if (strings.some((key) => typeof value[key] !== 'string') || typeof value.startedAt !== 'number')
       return undefined;
+    if (value.maxAgeS !== undefined && typeof value.maxAgeS !== 'number') return undefined;
     return value as LoginState;
   } catch {
     return undefined;

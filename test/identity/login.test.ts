@@ -65,6 +65,13 @@ identity_providers:
     issuer: http://127.0.0.1:${downPort}
     client_id: vigil
     client_secret_file: ${secretPath}
+routes:
+  - name: corp-app
+    from: ${proxies[0]?.url}/corp-app
+    to: http://127.0.0.1:9
+    policy: any
+    idp: corp
+    reauth_after: 4h
 `;
 }
 
@@ -159,6 +166,20 @@ describe('login flow', () => {
     assert.equal(me.body.idp, 'corp');
     assert.deepEqual(me.body.groups, ['contractors']);
     assert.deepEqual(me.body.amr, ['pwd']);
+  });
+
+  it("uses the route's idp and asks the IdP for a login no older than its reauth_after", async () => {
+    const [proxy] = proxies as [Proxy];
+    const browser = new Browser();
+    const start = await browser.request(`${proxy.url}/.vigil/login?rd=/corp-app/reports`);
+    assert.equal(start.status, 302);
+    const location = new URL(start.response.headers.get('location') ?? '');
+    assert.equal(location.origin, new URL(corp.issuer).origin);
+    assert.equal(location.searchParams.get('max_age'), String(4 * 3600));
+    assert.equal(location.searchParams.get('code_challenge_method'), 'S256');
+    const end = await browser.login(location, 'alice');
+    assert.equal(end.url.pathname, '/corp-app/reports');
+    assert.equal((await whoami(browser, proxy)).body.user_id, 'corp:alice');
   });
 
   it('lists the identity providers when the login names none', async () => {
