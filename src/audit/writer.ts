@@ -52,7 +52,7 @@ export interface AuditLogStats {
   accepted: number;
   /** Events refused (fail-closed) or shed because the queue was full, or refused after close. */
   dropped: number;
-  /** Events enqueued that could not be encoded (a caller bug); logged, not written. */
+  /** Events enqueued that could not be encoded (a caller bug); each is recorded as an `audit-writer` alert instead. */
   invalid: number;
   /** Events durably appended, alerts included. */
   appended: number;
@@ -310,11 +310,25 @@ class Writer implements AuditLog {
         add(event);
         for (const alert of alerts) add(alert);
       } catch (error) {
+        // A caller bug must not leave a hole where a decision should be: the chain gets
+        // an alert in the event's place, carrying what can safely be said about it.
         this.#stats.invalid++;
         this.#logger.error(
           { err: error, kind: original?.kind },
-          'audit event cannot be encoded; not written',
+          'audit event cannot be encoded; recorded as an alert',
         );
+        const requestId = (original as { requestId?: unknown } | undefined)?.requestId;
+        add({
+          kind: 'alert',
+          time:
+            Number.isSafeInteger(original?.time) && original.time >= 0 ? original.time : this.#clock.now(),
+          detector: 'audit-writer',
+          key: 'unencodable-event',
+          severity: 'medium',
+          summary: `a ${String(original?.kind).slice(0, 32)} event could not be encoded: ${(error as Error).message.slice(0, 200)}`,
+          risk: [],
+          ...(typeof requestId === 'string' && requestId.length <= 512 ? { evidence: [requestId] } : {}),
+        });
       }
     }
     return { events, sources, inputs: taken.length };

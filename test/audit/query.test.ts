@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import {
   auditApiRoutes,
+  auditEventSchema,
   createAuditLog,
   parseAuditQuery,
   queryEvents,
@@ -90,6 +91,19 @@ for (const target of STORE_TARGETS) {
         assert.deepEqual(await seqs({ since: T0 - 24 * HOUR }), [2, 3, 4, 5, 6, 7]);
         assert.deepEqual(await seqs({ since: T0 - 24 * HOUR, until: T0 - HOUR }), [2]);
         assert.deepEqual(await seqs({ sourceIp: '192.0.2.99', kind: 'decision' }), [5]);
+      });
+    });
+
+    it('stored events read back match the event schemas', async () => {
+      await withStore(target.freshUrl(), async (store) => {
+        await seed(store);
+        const { events } = await queryEvents(store, { order: 'asc' });
+        assert.equal(events.length, 7);
+        for (const { seq, id, ...event } of events) {
+          assert.ok(seq > 0 && id.length > 0);
+          const parsed = auditEventSchema.safeParse(event);
+          assert.ok(parsed.success, JSON.stringify(parsed.error?.issues));
+        }
       });
     });
 

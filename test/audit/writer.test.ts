@@ -5,6 +5,7 @@ import {
   type AuditLogStats,
   type AuditSink,
   createAuditLog,
+  queryEvents,
   registerAuditMetrics,
   type SinkEntry,
   verifyChain,
@@ -89,14 +90,20 @@ describe('audit log queue', () => {
     });
   });
 
-  it('an event that cannot be encoded is counted and skipped without blocking the rest', async () => {
+  it('an event that cannot be encoded is recorded as an alert in its place, not dropped', async () => {
     await withStore(freshSqliteUrl(), async (store) => {
       const log = createAuditLog(store, QUIET);
-      log.enqueue(decision({ latencyMs: Number.NaN }));
+      log.enqueue(decision({ latencyMs: Number.NaN, requestId: 'req-bad' }));
       log.enqueue(decision());
       await log.close();
       assert.equal(log.stats.invalid, 1);
-      assert.equal(log.stats.appended, 1);
+      assert.equal(log.stats.appended, 2);
+      const { events } = await queryEvents(store, { order: 'asc' });
+      const [first] = events;
+      assert.equal(first?.kind, 'alert');
+      assert.equal(first?.kind === 'alert' ? first.detector : '', 'audit-writer');
+      assert.deepEqual(first?.kind === 'alert' ? first.evidence : [], ['req-bad']);
+      assert.equal(first?.time, T0);
     });
   });
 
