@@ -109,10 +109,15 @@ export async function createIdentity(options: CreateIdentityOptions): Promise<Id
     providers.set(idp.name, providerFor(idp));
     refreshIntervals.set(idp.name, idp.refresh_interval);
   }
-  const verifier = new JwtVerifier(
-    config.identity_providers.map((idp) => trustedIssuer(idp, providers.get(idp.name) as OidcProvider)),
-    { clock, logger },
-  );
+  // Several providers may be clients of one issuer; a bearer token names only the issuer,
+  // so the first provider of each issuer is the one bearer tokens are verified and named by.
+  const bearerIssuers = new Map<string, TrustedIssuer>();
+  for (const idp of config.identity_providers) {
+    if (!bearerIssuers.has(idp.issuer)) {
+      bearerIssuers.set(idp.issuer, trustedIssuer(idp, providers.get(idp.name) as OidcProvider));
+    }
+  }
+  const verifier = new JwtVerifier([...bearerIssuers.values()], { clock, logger });
   const sessions = new SessionManager({
     store,
     clock,
