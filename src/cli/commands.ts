@@ -5,9 +5,11 @@ import { registerConfigCommand } from './config.ts';
 import { registerPolicyCommand } from './policy.ts';
 import { registerServerCommand } from './server.ts';
 import { registerSessionCommand } from './session.ts';
+import { registerUpCommand } from './up.ts';
 
 /** Every `vigil` subcommand; each lives in its own file under src/cli/. */
 export function registerCommands(program: Command): void {
+  registerUpCommand(program);
   registerServerCommand(program);
   registerConfigCommand(program);
   registerPolicyCommand(program);

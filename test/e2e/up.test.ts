@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { describe, it } from 'node:test';
+import { CLI } from '../support/cli.ts';
+import { Browser, freePort } from '../support/cookie-jar.ts';
+import { tempDir } from '../support/tmp.ts';
+
+interface DemoSummary {
+  proxy: string;
+  idp: string;
+  apps: { name: string; url: string }[];
+  users: { name: string; password: string; groups: string[] }[];
+}
+
+/** Starts `vigil up --json` and reads its one JSON line. */
+async function startUp(port: number, dataDir: string) {
+  const child = spawn(
+    process.execPath,
+    [CLI, 'up', '--json', '--port', String(port), '--data-dir', dataDir],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const [line] = (await Promise.race([
+    once(createInterface({ input: child.stdout! }), 'line'),
+    once(child, 'exit').then(() => {
+      throw new Error(`vigil up exited: ${stderr}`);
+    }),
+    new Promise((_, reject) =>
+      setTimeout(() => reject(new Error(`vigil up not ready in 30 s: ${stderr}`)), 30_000),
+    ),
+  ])) as [string];
+  return { child, summary: JSON.parse(line) as DemoSummary };
+}
+
+describe('vigil up (the demo)', () => {
+  it('prints the demo as JSON; alice reaches the engineering app, bob gets the deny page; SIGTERM stops it', async () => {
+    const port = await freePort();
+    const { child, summary } = await startUp(port, join(tempDir(), 'data'));
+    try {
+      assert.equal(summary.proxy, `http://127.0.0.1:${port}`);
+      assert.deepEqual(
+        summary.apps.map((app) => app.name),
+        ['engineering', 'finance'],
+      );
+      assert.deepEqual(
+        summary.users.map((user) => user.name),
+        ['alice', 'bob', 'carol'],
+      );
+      const engineering = summary.apps.find((app) => app.name === 'engineering')?.url ?? '';
+
+      const alice = new Browser();
+      const page = await alice.login(engineering, 'alice');
+      assert.equal(page.status, 200, page.body);
+      assert.match(page.body, /Engineering dashboard/);
+      assert.match(page.body, /<strong id="user">dev:alice<\/strong>|<strong id="user">alice<\/strong>/);
+      assert.match(page.body, /verified with Vigil's JWKS/);
+
+      const bob = new Browser();
+      const denied = await bob.login(engineering, 'bob');
+      assert.equal(denied.status, 403);
+      assert.match(denied.body, /Access denied/);
+      assert.match(denied.body, /group-missing/);
+
+      const finance = summary.apps.find((app) => app.name === 'finance')?.url ?? '';
+      const aliceOnFinance = await alice.follow(finance);
+      assert.equal(aliceOnFinance.status, 403, 'alice is not in finance');
+    } finally {
+      child.kill('SIGTERM');
+      const [code] = (await once(child, 'exit')) as [number | null];
+      assert.equal(code, 0);
+    }
+  });
+
+  it('refuses a port that is not a number with a usage error', async () => {
+    const child = spawn(process.execPath, [CLI, 'up', '--port', 'eighty'], { stdio: 'ignore' });
+    const [code] = (await once(child, 'exit')) as [number | null];
+    assert.equal(code, 2);
+  });
+});
