@@ -133,6 +133,7 @@ class Writer implements AuditLog {
   #pending: PendingBatch | undefined;
   #inflight: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #timerImmediate = false;
   #retryDelay = RETRY_MIN_MS;
   #closed = false;
   /** Enqueued events taken off the queue and committed (or found invalid). */
@@ -182,10 +183,15 @@ class Writer implements AuditLog {
     }
     this.#queue.push(event);
     this.#stats.accepted++;
-    if (this.#queue.length >= this.#batchSize && this.#inflight === undefined) {
+    // At most one timer call per batch: the hot path must not churn timers.
+    if (this.#timer === undefined) {
+      this.#schedule(this.#queue.length >= this.#batchSize ? 0 : this.#flushIntervalMs);
+    } else if (
+      this.#queue.length === this.#batchSize &&
+      !this.#timerImmediate &&
+      this.#inflight === undefined
+    ) {
       this.#schedule(0);
-    } else if (this.#timer === undefined) {
-      this.#schedule(this.#flushIntervalMs);
     }
     return true;
   }
@@ -199,10 +205,11 @@ class Writer implements AuditLog {
 
   async close(): Promise<void> {
     if (this.#closed) return;
+    // Refuse new events first, so that everything accepted is inside the final flush.
+    this.#closed = true;
     try {
       await this.flush();
     } finally {
-      this.#closed = true;
       clearTimeout(this.#timer);
       this.#timer = undefined;
       const drained = Promise.all([...this.#sinkTails.values()].map((entry) => entry.tail));
@@ -218,8 +225,10 @@ class Writer implements AuditLog {
 
   #schedule(delayMs: number): void {
     clearTimeout(this.#timer);
+    this.#timerImmediate = delayMs === 0;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
+      this.#timerImmediate = false;
       this.#writeOne().then(
         () => {
           this.#retryDelay = RETRY_MIN_MS;
