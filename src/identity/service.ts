@@ -251,7 +251,9 @@ export async function createIdentity(options: CreateIdentityOptions): Promise<Id
   async function logout(request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
     const cookie = readCookie(request.headers.cookie, cookieName);
     if (cookie !== undefined) {
-      const everywhere = url.searchParams.get('everywhere') === '1';
+      // Only on POST: a link (a top-level GET carries Lax cookies) must not be able to
+      // end every session of the user.
+      const everywhere = request.method === 'POST' && url.searchParams.get('everywhere') === '1';
       const found = sessions.lookup(cookie);
       if (everywhere && found.identity) {
         await sessions.revokeUser(found.identity.userId, 'logout-everywhere');

@@ -214,6 +214,23 @@ describe('login flow', () => {
     assert.equal(((await replay.json()) as { reason: string }).reason, 'session-unknown');
   });
 
+  it('logs out everywhere on POST only: every session of the user ends', async () => {
+    const [proxy] = proxies as [Proxy];
+    const laptop = new Browser();
+    const phone = new Browser();
+    await laptop.login(`${proxy.url}/.vigil/login?idp=corp`, 'alice');
+    await phone.login(`${proxy.url}/.vigil/login?idp=corp`, 'alice');
+    const viaLink = await laptop.request(`${proxy.url}/.vigil/logout?everywhere=1`);
+    assert.equal(viaLink.status, 200);
+    assert.equal((await whoami(phone, proxy)).status, 200, 'a GET ends only its own session');
+    const desk = new Browser();
+    await desk.login(`${proxy.url}/.vigil/login?idp=corp`, 'alice');
+    const posted = await desk.request(`${proxy.url}/.vigil/logout?everywhere=1`, { method: 'POST' });
+    assert.equal(posted.status, 200);
+    assert.equal((await whoami(phone, proxy)).status, 401);
+    assert.equal((await whoami(desk, proxy)).status, 401);
+  });
+
   it('sets the session cookie HttpOnly, Secure and SameSite=Lax', async () => {
     const [proxy] = proxies as [Proxy];
     const browser = new Browser();
