@@ -250,6 +250,31 @@ for (const target of STORE_TARGETS) {
       assert.match(broken.stderr, /audit chain broken at event 121 \(hash-mismatch\)/);
       assert.match(broken.stdout, /brokenAt: +121/);
     });
+
+    it('vigil audit verify names a deleted and a reordered event', async () => {
+      const keys = await checkpointKeys();
+      const deleted = target.freshUrl();
+      const reordered = target.freshUrl();
+      await withStore(deleted, async (store) => {
+        await fill(store, keys);
+        await store.db.deleteFrom('audit_events').where('seq', '=', 42).execute();
+      });
+      await withStore(reordered, async (store) => {
+        await fill(store, keys);
+        await update(store, 64, { seq: -64 });
+        await update(store, 65, { seq: 64 });
+        await update(store, -64, { seq: 65 });
+      });
+      const gap = await cli(['audit', 'verify', '--database', deleted]);
+      assert.equal(gap.code, 1);
+      assert.match(gap.stderr, /broken at event 42 \(gap\)/);
+      const swap = await cli(['audit', 'verify', '--database', reordered, '--json']);
+      assert.equal(swap.code, 1);
+      assert.deepEqual(
+        [JSON.parse(swap.stdout).brokenAt, JSON.parse(swap.stdout).problem],
+        [64, 'reordered'],
+      );
+    });
   });
 }
 
