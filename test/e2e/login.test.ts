@@ -225,4 +225,22 @@ routes:
       await server.stop('SIGTERM');
     }
   });
+
+  it('vigil server never starts the dev IdP unless the config asks for it', async () => {
+    const dir = tempDir();
+    const configPath = join(dir, 'vigil.yaml');
+    writeFileSync(
+      configPath,
+      `server:\n  proxy_listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  data_dir: ${join(dir, 'data')}\nlog:\n  format: json\n`,
+    );
+    const server = await spawnServer(configPath);
+    try {
+      const login = await fetch(`${server.proxyUrl}/.vigil/login?idp=dev`, { redirect: 'manual' });
+      assert.equal(login.status, 404);
+      assert.equal(((await login.json()) as { reason: string }).reason, 'login-idp-unknown');
+      assert.ok(!server.logs.some((line) => /dev identity provider/.test(String(line.msg))));
+    } finally {
+      await server.stop('SIGTERM');
+    }
+  });
 });

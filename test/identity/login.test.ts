@@ -151,6 +151,7 @@ describe('login flow', () => {
     assert.equal(me.body.user_id, 'dev:alice');
     assert.deepEqual(me.body.groups, ['engineering', 'sre']);
     assert.deepEqual(me.body.amr, ['pwd', 'mfa']);
+    assert.equal(me.body.acr, 'urn:vigil:dev:mfa');
     assert.equal(me.body.kind, 'session');
     const cookie = browser.jar.get(proxy.url, '_vigil_session') ?? '';
     assert.ok(cookie.startsWith('v1.'), 'an opaque sealed cookie');
