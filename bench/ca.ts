@@ -3,7 +3,7 @@
 // generateKey + sign of a payload the size of the certificate's TBS, in the same run.
 // The devices' CSRs (and their keys) are made before timing, as a real device makes
 // its own. Progress on stderr; the JSON result is the last line on stdout.
-import { X509Certificate as NodeX509Certificate } from 'node:crypto';
+import { KeyObject, X509Certificate as NodeX509Certificate } from 'node:crypto';
 import { signDeviceCertificate } from '../src/ca/index.ts';
 import {
   createIntermediateCertificate,
@@ -39,7 +39,7 @@ const intermediate = await createIntermediateCertificate({
 const signer = {
   id: 'bench',
   cert: intermediate,
-  key: intermediateKeys.privateKey,
+  key: KeyObject.from(intermediateKeys.privateKey),
   trustDomain: 'bench.example',
   clock: systemClock,
 };

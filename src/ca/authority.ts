@@ -1,4 +1,9 @@
-import { X509Certificate as NodeX509Certificate, randomBytes } from 'node:crypto';
+import {
+  createPrivateKey,
+  KeyObject,
+  X509Certificate as NodeX509Certificate,
+  randomBytes,
+} from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { VigilError } from '../errors.ts';
 import { type Clock, systemClock } from '../internal/clock.ts';
@@ -128,7 +133,7 @@ interface CaState {
   authorities: Authority[];
   current: Authority;
   /** Private keys of the intermediates that still sign (leaves or CRLs). */
-  keys: Map<string, Key>;
+  keys: Map<string, SigningKeys>;
 }
 
 interface CachedCrl {
@@ -153,6 +158,7 @@ export class CertificateAuthority {
   readonly #clock: Clock;
   readonly #csrPolicy: CsrPolicy | undefined;
   #state: CaState;
+  #leafSigner: LeafSigner | undefined;
   readonly #revoked = new Set<string>();
   readonly #crls = new Map<string, CachedCrl>();
   readonly #unsubscribe: (() => void)[] = [];
@@ -228,6 +234,7 @@ export class CertificateAuthority {
       key: intermediate.key,
       roots: [root],
       clock,
+      trustDomain: options.trustDomain,
     });
     const rootSealed = options.sealingKey.seal(await exportPkcs8(rootKeys.privateKey), rootId);
     if (options.rootKeyFile !== undefined) writeRootKeyFile(options.rootKeyFile, rootSealed);
@@ -278,18 +285,18 @@ export class CertificateAuthority {
     if (rest.length > 0) throw invalid('chains deeper than root + intermediate are not supported');
     if (!isCaCertificate(intermediate)) throw invalid('the first certificate is not a CA certificate');
     if (!(await root.isSelfSigned())) throw invalid('the last certificate is not a self-signed root');
-    let key: Key;
+    let keys: SigningKeys;
     let pkcs8: Uint8Array;
     try {
       pkcs8 = new Uint8Array(x509.PemConverter.decodeFirst(options.keyPem));
-      key = await subtle.importKey('pkcs8', pkcs8, importParamsOf(intermediate.publicKey), false, ['sign']);
+      keys = await signingKeys(pkcs8, intermediate);
     } catch (error) {
       throw invalid('--key is not a PKCS#8 private key for the certificate', error);
     }
     const id = newId();
-    await selfCheck({ id, intermediate, key, roots: [root], clock });
     const existing = await options.store.db.selectFrom('ca_authorities').selectAll().execute();
     const trustDomain = existing[0]?.trust_domain ?? options.trustDomain;
+    await selfCheck({ id, intermediate, key: keys.node, roots: [root], clock, trustDomain });
     if (existing.some((row) => row.kind === 'intermediate' && row.slot === 'next')) {
       throw new VigilError('ERR_CA_ROTATION', 'a next intermediate is already prepared; activate it first');
     }
@@ -329,12 +336,12 @@ export class CertificateAuthority {
 
   /** Signs a device certificate and records it; see signDeviceCertificate for the checks. */
   async signDeviceCertificate(params: DeviceCertificateParams): Promise<IssuedCertificate> {
-    return this.#record(await signDeviceCertificate(this.#signer(), params));
+    return this.#record(signDeviceCertificate(this.#signer(), params));
   }
 
   /** Signs a workload X.509-SVID and records it; see signWorkloadCertificate for the checks. */
   async signWorkloadCertificate(params: WorkloadCertificateParams): Promise<IssuedCertificate> {
-    return this.#record(await signWorkloadCertificate(this.#signer(), params));
+    return this.#record(signWorkloadCertificate(this.#signer(), params));
   }
 
   /** Roots, then current, next and still-needed retired intermediates, PEM. */
@@ -522,6 +529,7 @@ export class CertificateAuthority {
       key: minted.key,
       roots: [root.cert],
       clock: this.#clock,
+      trustDomain: state.trustDomain,
     });
     await this.#store.db
       .insertInto('ca_authorities')
@@ -593,16 +601,19 @@ export class CertificateAuthority {
 
   #signer(): LeafSigner {
     const current = this.#state.current;
+    // One object per intermediate, so that what the signing path derives from it is cached.
+    if (this.#leafSigner?.id === current.id) return this.#leafSigner;
     const key = this.#state.keys.get(current.id);
     if (!key) throw new VigilError('ERR_CA_NOT_INITIALIZED', 'the current intermediate has no key loaded');
-    return {
+    this.#leafSigner = {
       id: current.id,
       cert: current.cert,
-      key,
+      key: key.node,
       trustDomain: this.#state.trustDomain,
       clock: this.#clock,
       ...(this.#csrPolicy ? { csrPolicy: this.#csrPolicy } : {}),
     };
+    return this.#leafSigner;
   }
 
   async #record(leaf: SignedLeaf): Promise<IssuedCertificate> {
@@ -670,8 +681,8 @@ export class CertificateAuthority {
       issuer: issuer.cert.subjectName,
       thisUpdate: new Date(thisUpdate),
       nextUpdate: new Date(thisUpdate + CRL_VALIDITY_MS),
-      signingKey: key,
-      signingAlgorithm: signingAlgorithmOf(key),
+      signingKey: key.crypto,
+      signingAlgorithm: signingAlgorithmOf(key.crypto),
       extensions: keyId ? [new x509.AuthorityKeyIdentifierExtension(keyId)] : [],
       entries: rows.map((row) => ({
         serialNumber: row.serial.length % 2 === 0 ? row.serial : `0${row.serial}`,
@@ -734,12 +745,25 @@ async function mintIntermediate(options: {
   clock: Clock;
   ttlMs: number;
   sealingKey: CaSealingKey;
-}): Promise<{ id: string; cert: x509.X509Certificate; key: Key; keyEnc: string }> {
+}): Promise<{ id: string; cert: x509.X509Certificate; key: KeyObject; keyEnc: string }> {
   const id = newId();
   const keys = await generateCaKeys(options.algorithm);
   const cert = await createIntermediateCertificate({ ...options, id, publicKey: keys.publicKey });
   const keyEnc = options.sealingKey.seal(await exportPkcs8(keys.privateKey), id);
-  return { id, cert, key: keys.privateKey, keyEnc };
+  return { id, cert, key: KeyObject.from(keys.privateKey), keyEnc };
+}
+
+/** An intermediate's key twice: WebCrypto for @peculiar's CRL generator, node:crypto for leaves. */
+interface SigningKeys {
+  crypto: Key;
+  node: KeyObject;
+}
+
+async function signingKeys(pkcs8: Uint8Array, cert: x509.X509Certificate): Promise<SigningKeys> {
+  return {
+    crypto: await subtle.importKey('pkcs8', pkcs8, importParamsOf(cert.publicKey), false, ['sign']),
+    node: createPrivateKey({ key: Buffer.from(pkcs8), format: 'der', type: 'pkcs8' }),
+  };
 }
 
 function authorityRow(
@@ -876,13 +900,13 @@ async function loadState(store: Store, sealingKey: CaSealingKey, clock: Clock): 
     .filter((authority) => authority.kind === 'root' && authority.slot !== 'retired')
     .map((authority) => authority.cert);
   const now = clock.now();
-  const keys = new Map<string, Key>();
+  const keys = new Map<string, SigningKeys>();
   for (const authority of authorities) {
     if (authority.kind !== 'intermediate' || !inBundle(authority, now) || authority.keyEnc === null) continue;
     const pkcs8 = sealingKey.open(authority.keyEnc, authority.id);
-    let key: Key;
+    let key: SigningKeys;
     try {
-      key = await subtle.importKey('pkcs8', pkcs8, importParamsOf(authority.cert.publicKey), false, ['sign']);
+      key = await signingKeys(pkcs8, authority.cert);
     } catch (error) {
       throw new VigilError(
         'ERR_CA_SELF_CHECK',
@@ -891,7 +915,15 @@ async function loadState(store: Store, sealingKey: CaSealingKey, clock: Clock): 
       );
     }
     if (authority.slot !== 'retired') {
-      await selfCheck({ id: authority.id, intermediate: authority.cert, key, roots, clock });
+      const trustDomain = rows[0]?.trust_domain ?? '';
+      await selfCheck({
+        id: authority.id,
+        intermediate: authority.cert,
+        key: key.node,
+        roots,
+        clock,
+        trustDomain,
+      });
     }
     keys.set(authority.id, key);
   }

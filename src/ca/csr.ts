@@ -1,6 +1,9 @@
+import { createPublicKey, type KeyObject, verify } from 'node:crypto';
+import { CertificationRequest } from '@peculiar/asn1-csr';
+import { ECParameters } from '@peculiar/asn1-ecc';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import * as asn1X509 from '@peculiar/asn1-x509';
 import { VigilError, type VigilErrorCode } from '../errors.ts';
-import type { webcrypto } from './lib/x509.ts';
-import { x509 } from './lib/x509.ts';
 
 /** CSRs above this size are refused before any parsing: real ones are under 2 KiB. */
 export const MAX_CSR_BYTES = 16 * 1024;
@@ -14,136 +17,208 @@ export const DEFAULT_CSR_POLICY: Readonly<CsrPolicy> = Object.freeze({ allowRsa:
 
 const MIN_RSA_BITS = 2048;
 const MAX_RSA_BITS = 8192;
-const ALLOWED_CURVES = new Set(['P-256', 'P-384']);
 
-const OID_SAN = '2.5.29.17';
-const OID_BASIC_CONSTRAINTS = '2.5.29.19';
-const OID_KEY_USAGE = '2.5.29.15';
+const OID = {
+  ecPublicKey: '1.2.840.10045.2.1',
+  ed25519: '1.3.101.112',
+  rsaEncryption: '1.2.840.113549.1.1.1',
+  p256: '1.2.840.10045.3.1.7',
+  p384: '1.3.132.0.34',
+  extensionRequest: '1.2.840.113549.1.9.14',
+  subjectAltName: '2.5.29.17',
+  basicConstraints: '2.5.29.19',
+  keyUsage: '2.5.29.15',
+} as const;
+
+/** Curves a leaf key may use, with their JWK name and coordinate size. */
+const CURVES: Readonly<Record<string, { crv: string; size: number; type: string }>> = {
+  [OID.p256]: { crv: 'P-256', size: 32, type: 'ecdsa-p256' },
+  [OID.p384]: { crv: 'P-384', size: 48, type: 'ecdsa-p384' },
+};
+
+/** CSR signature algorithms and the digest node:crypto verifies them with (null: the key decides). */
+const SIGNATURE_DIGESTS: Readonly<Record<string, string | null>> = {
+  '1.2.840.10045.4.3.2': 'sha256',
+  '1.2.840.10045.4.3.3': 'sha384',
+  '1.2.840.10045.4.3.4': 'sha512',
+  '1.3.101.112': null,
+  '1.2.840.113549.1.1.11': 'sha256',
+  '1.2.840.113549.1.1.12': 'sha384',
+  '1.2.840.113549.1.1.13': 'sha512',
+};
 
 /** A CSR that passed every check that does not depend on who it is for. */
 export interface CheckedCsr {
-  publicKey: x509.PublicKey;
+  /** The requested key, exactly as the CSR carries it; it goes into the certificate as is. */
+  subjectPublicKeyInfo: asn1X509.SubjectPublicKeyInfo;
   /** ecdsa-p256, ecdsa-p384, ed25519, rsa-N */
   keyType: string;
   /** URI SANs the CSR asked for (at most one, by then). */
   uris: string[];
 }
 
-function refused(code: VigilErrorCode, message: string, status = 400): VigilError {
+function refused(code: VigilErrorCode, message: string, status = 400, cause?: unknown): VigilError {
   return new VigilError(code, `CSR refused: ${message}`, {
     status,
     publicMessage: `CSR refused: ${message}`,
+    cause,
   });
+}
+
+const malformed = (cause?: unknown) =>
+  refused('ERR_CA_CSR_INVALID', 'not a PKCS#10 certificate request', 400, cause);
+
+const PEM =
+  /^-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END (?:NEW )?CERTIFICATE REQUEST-----\s*$/;
+
+/** PEM armor to DER bytes (RFC 7468 text, not ASN.1); DER passes through. */
+function derOf(input: string | Uint8Array): Uint8Array {
+  if (typeof input !== 'string') return input;
+  const match = PEM.exec(input.trim());
+  if (!match?.[1]) throw malformed();
+  return Buffer.from(match[1].replace(/\s+/g, ''), 'base64');
 }
 
 /**
  * Parses a PKCS#10 CSR (PEM or DER) and checks what holds for every credential kind:
  * size, structure, key type and size, self-signature, no CA request, no SAN other than
  * one URI. The URI itself is checked by the signing function of the kind.
+ *
+ * Parsing uses @peculiar's ASN.1 schema classes; keys and signatures go to node:crypto
+ * (OpenSSL), which also rejects points that are not on their curve.
  */
-export async function checkCsr(
-  input: string | Uint8Array,
-  policy: CsrPolicy = DEFAULT_CSR_POLICY,
-): Promise<CheckedCsr> {
+export function checkCsr(input: string | Uint8Array, policy: CsrPolicy = DEFAULT_CSR_POLICY): CheckedCsr {
   const size = typeof input === 'string' ? Buffer.byteLength(input, 'utf8') : input.byteLength;
-  if (size > MAX_CSR_BYTES) {
-    throw refused('ERR_CA_CSR_TOO_LARGE', `larger than ${MAX_CSR_BYTES} bytes`, 413);
-  }
-  let csr: x509.Pkcs10CertificateRequest;
-  let extensions: x509.Extension[];
+  if (size > MAX_CSR_BYTES) throw refused('ERR_CA_CSR_TOO_LARGE', `larger than ${MAX_CSR_BYTES} bytes`, 413);
+  let request: CertificationRequest;
   try {
-    csr = new x509.Pkcs10CertificateRequest(typeof input === 'string' ? input : Uint8Array.from(input));
-    extensions = csr.extensions;
+    request = AsnConvert.parse(derOf(input), CertificationRequest);
   } catch (error) {
-    throw new VigilError('ERR_CA_CSR_INVALID', 'CSR refused: not a PKCS#10 certificate request', {
-      status: 400,
-      publicMessage: 'CSR refused: not a PKCS#10 certificate request',
-      cause: error,
-    });
+    if (error instanceof VigilError) throw error;
+    throw malformed(error);
   }
+  const info = request.certificationRequestInfo;
+  if (!info?.subjectPKInfo || !request.certificationRequestInfoRaw) throw malformed();
 
-  const keyType = checkKeyType(csr.publicKey, policy);
+  const { key, keyType } = publicKeyOf(info.subjectPKInfo, policy);
 
-  let signatureValid: boolean;
+  const digest = SIGNATURE_DIGESTS[request.signatureAlgorithm.algorithm];
+  if (digest === undefined) throw refused('ERR_CA_CSR_SIGNATURE', 'unsupported signature algorithm');
+  let valid: boolean;
   try {
-    signatureValid = await csr.verify();
+    valid = verify(
+      digest,
+      new Uint8Array(request.certificationRequestInfoRaw),
+      { key, dsaEncoding: 'der' },
+      new Uint8Array(request.signature),
+    );
   } catch (error) {
-    throw new VigilError('ERR_CA_CSR_SIGNATURE', 'CSR refused: signature cannot be verified', {
-      status: 400,
-      publicMessage: 'CSR refused: signature cannot be verified',
-      cause: error,
-    });
+    throw refused('ERR_CA_CSR_SIGNATURE', 'signature cannot be verified', 400, error);
   }
-  if (!signatureValid) throw refused('ERR_CA_CSR_SIGNATURE', 'signature does not match its public key');
+  if (!valid) throw refused('ERR_CA_CSR_SIGNATURE', 'signature does not match its public key');
 
   const uris: string[] = [];
-  for (const extension of extensions) {
-    if (extension.type === OID_BASIC_CONSTRAINTS) {
-      if (extension instanceof x509.BasicConstraintsExtension ? extension.ca : true) {
+  for (const extension of requestedExtensions(info.attributes ?? [])) {
+    const value = extension.extnValue.buffer;
+    if (extension.extnID === OID.basicConstraints) {
+      if (parseExtension(value, asn1X509.BasicConstraints).cA) {
         throw refused('ERR_CA_CSR_CA_REQUESTED', 'requests a CA certificate (basicConstraints CA:TRUE)');
       }
-    } else if (extension.type === OID_KEY_USAGE) {
-      const signsCertificates = x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign;
-      if (
-        extension instanceof x509.KeyUsagesExtension ? (extension.usages & signsCertificates) !== 0 : true
-      ) {
+    } else if (extension.extnID === OID.keyUsage) {
+      const flags = parseExtension(value, asn1X509.KeyUsage).toNumber();
+      if ((flags & (asn1X509.KeyUsageFlags.keyCertSign | asn1X509.KeyUsageFlags.cRLSign)) !== 0) {
         throw refused('ERR_CA_CSR_CA_REQUESTED', 'requests keyCertSign or cRLSign key usage');
       }
-    } else if (extension.type === OID_SAN) {
-      uris.push(...sanUris(extension));
+    } else if (extension.extnID === OID.subjectAltName) {
+      for (const name of parseExtension(value, asn1X509.SubjectAlternativeName)) {
+        if (name.uniformResourceIdentifier === undefined) {
+          const type = Object.keys(name).find(
+            (field) => (name as unknown as Record<string, unknown>)[field] !== undefined,
+          );
+          throw refused(
+            'ERR_CA_CSR_EXTRA_SAN',
+            `subject alternative name of type ${type ?? 'unknown'} not allowed`,
+          );
+        }
+        uris.push(name.uniformResourceIdentifier);
+      }
     }
+    // Other requested extensions are ignored: the CA never copies an extension from a CSR.
   }
   if (uris.length > 1) throw refused('ERR_CA_CSR_EXTRA_SAN', 'more than one URI subject alternative name');
-  return { publicKey: csr.publicKey, keyType, uris };
+  return { subjectPublicKeyInfo: info.subjectPKInfo, keyType, uris };
 }
 
-function checkKeyType(publicKey: x509.PublicKey, policy: CsrPolicy): string {
-  const algorithm = publicKey.algorithm as webcrypto.Algorithm & {
-    namedCurve?: string;
-    modulusLength?: number;
-  };
-  if (
-    algorithm.name === 'ECDSA' &&
-    algorithm.namedCurve !== undefined &&
-    ALLOWED_CURVES.has(algorithm.namedCurve)
-  ) {
-    return `ecdsa-${algorithm.namedCurve.toLowerCase().replace('-', '')}`;
-  }
-  if (algorithm.name === 'Ed25519') return 'ed25519';
-  if (algorithm.name === 'RSASSA-PKCS1-v1_5' || algorithm.name === 'RSA-PSS') {
-    const bits = algorithm.modulusLength ?? 0;
-    if (policy.allowRsa && bits >= MIN_RSA_BITS && bits <= MAX_RSA_BITS) return `rsa-${bits}`;
-    const why = policy.allowRsa
-      ? `RSA keys must be ${MIN_RSA_BITS}-${MAX_RSA_BITS} bits`
-      : 'RSA keys are not enabled';
-    throw refused('ERR_CA_CSR_KEY_TYPE', `key type rsa-${bits} not allowed (${why})`);
-  }
-  const shown = algorithm.namedCurve ? `${algorithm.name} ${algorithm.namedCurve}` : algorithm.name;
-  throw refused('ERR_CA_CSR_KEY_TYPE', `key type ${shown} not allowed (P-256, P-384, Ed25519)`);
-}
-
-/** URI names of a SAN extension; any other name type is refused. */
-function sanUris(extension: x509.Extension): string[] {
-  let names: readonly x509.GeneralName[];
+function parseExtension<T>(value: ArrayBuffer, type: new () => T): T {
   try {
-    const san =
-      extension instanceof x509.SubjectAlternativeNameExtension
-        ? extension
-        : new x509.SubjectAlternativeNameExtension(extension.rawData);
-    names = san.names.items;
+    return AsnConvert.parse(value, type);
   } catch (error) {
-    // otherName, X.400 and EDI names do not parse here; none of them belongs in an SVID.
-    throw new VigilError('ERR_CA_CSR_EXTRA_SAN', 'CSR refused: unsupported subject alternative name type', {
-      status: 400,
-      publicMessage: 'CSR refused: unsupported subject alternative name type',
-      cause: error,
-    });
+    throw malformed(error);
   }
-  const uris: string[] = [];
-  for (const name of names) {
-    if (name.type !== 'url')
-      throw refused('ERR_CA_CSR_EXTRA_SAN', `subject alternative name of type ${name.type} not allowed`);
-    uris.push(name.value);
+}
+
+function requestedExtensions(attributes: readonly asn1X509.Attribute[]): asn1X509.Extension[] {
+  const extensions: asn1X509.Extension[] = [];
+  for (const attribute of attributes) {
+    if (attribute.type !== OID.extensionRequest) continue;
+    for (const value of attribute.values) extensions.push(...parseExtension(value, asn1X509.Extensions));
   }
-  return uris;
+  return extensions;
+}
+
+/** The CSR's key as a node:crypto key, after the key-type policy. */
+function publicKeyOf(
+  spki: asn1X509.SubjectPublicKeyInfo,
+  policy: CsrPolicy,
+): { key: KeyObject; keyType: string } {
+  const algorithm = spki.algorithm.algorithm;
+  const bits = new Uint8Array(spki.subjectPublicKey);
+  const notAllowed = (shown: string, why = 'P-256, P-384, Ed25519') =>
+    refused('ERR_CA_CSR_KEY_TYPE', `key type ${shown} not allowed (${why})`);
+  const fromJwk = (jwk: Record<string, string>): KeyObject => {
+    try {
+      return createPublicKey({ key: jwk, format: 'jwk' });
+    } catch (error) {
+      throw refused('ERR_CA_CSR_KEY_TYPE', 'public key is not a valid point', 400, error);
+    }
+  };
+  if (algorithm === OID.ed25519) {
+    if (bits.length !== 32) throw notAllowed('ed25519 (wrong length)');
+    return {
+      key: fromJwk({ kty: 'OKP', crv: 'Ed25519', x: Buffer.from(bits).toString('base64url') }),
+      keyType: 'ed25519',
+    };
+  }
+  if (algorithm === OID.ecPublicKey) {
+    const parameters = spki.algorithm.parameters;
+    const curveOid = parameters ? parseExtension(parameters, ECParameters).namedCurve : undefined;
+    const curve = curveOid === undefined ? undefined : CURVES[curveOid];
+    if (!curve) throw notAllowed(`ecdsa curve ${curveOid ?? 'explicit'}`);
+    // SEC 1 uncompressed point: 0x04 || X || Y.
+    if (bits.length !== 1 + 2 * curve.size || bits[0] !== 0x04)
+      throw notAllowed(`${curve.type} compressed point`);
+    const jwk = {
+      kty: 'EC',
+      crv: curve.crv,
+      x: Buffer.from(bits.subarray(1, 1 + curve.size)).toString('base64url'),
+      y: Buffer.from(bits.subarray(1 + curve.size)).toString('base64url'),
+    };
+    return { key: fromJwk(jwk), keyType: curve.type };
+  }
+  if (algorithm === OID.rsaEncryption) {
+    let key: KeyObject;
+    try {
+      key = createPublicKey({ key: Buffer.from(AsnConvert.serialize(spki)), format: 'der', type: 'spki' });
+    } catch (error) {
+      throw refused('ERR_CA_CSR_KEY_TYPE', 'RSA public key does not parse', 400, error);
+    }
+    const size = key.asymmetricKeyDetails?.modulusLength ?? 0;
+    if (policy.allowRsa && size >= MIN_RSA_BITS && size <= MAX_RSA_BITS)
+      return { key, keyType: `rsa-${size}` };
+    throw notAllowed(
+      `rsa-${size}`,
+      policy.allowRsa ? `RSA keys must be ${MIN_RSA_BITS}-${MAX_RSA_BITS} bits` : 'RSA keys are not enabled',
+    );
+  }
+  throw notAllowed(algorithm);
 }

@@ -1,8 +1,10 @@
+import { createHash, type KeyObject, sign } from 'node:crypto';
+import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
+import * as asn1X509 from '@peculiar/asn1-x509';
 import { VigilError } from '../errors.ts';
 import type { Clock } from '../internal/clock.ts';
 import { type CheckedCsr, type CsrPolicy, checkCsr, DEFAULT_CSR_POLICY } from './csr.ts';
-import type { Key } from './lib/x509.ts';
-import { randomSerial, signingAlgorithmOf, x509 } from './lib/x509.ts';
+import { randomSerial, x509 } from './lib/x509.ts';
 import { checkWorkloadSpiffeId, deviceSpiffeId } from './spiffe.ts';
 
 /** notBefore is set this far in the past so that a peer whose clock lags still accepts the cert. */
@@ -17,7 +19,8 @@ export interface LeafSigner {
   /** ca_authorities.id of the intermediate. */
   id: string;
   cert: x509.X509Certificate;
-  key: Key;
+  /** The intermediate's private key as node:crypto holds it (signing is synchronous there). */
+  key: KeyObject;
   trustDomain: string;
   clock: Clock;
   csrPolicy?: CsrPolicy;
@@ -48,7 +51,8 @@ export interface SignedLeaf {
   subject: string;
   spiffeId: string;
   serial: string;
-  certificate: x509.X509Certificate;
+  /** The leaf in DER. */
+  der: Uint8Array;
   /** The leaf in PEM. */
   pem: string;
   notBefore: Date;
@@ -59,38 +63,32 @@ export interface SignedLeaf {
 }
 
 /** Signs an X.509 device certificate: clientAuth only, exactly one URI SAN, its device's SPIFFE ID. */
-export async function signDeviceCertificate(
-  signer: LeafSigner,
-  params: DeviceCertificateParams,
-): Promise<SignedLeaf> {
+export function signDeviceCertificate(signer: LeafSigner, params: DeviceCertificateParams): SignedLeaf {
   const spiffeId = deviceSpiffeId(signer.trustDomain, params.deviceId);
-  const csr = await checkCsr(params.csr, signer.csrPolicy ?? DEFAULT_CSR_POLICY);
+  const csr = checkCsr(params.csr, signer.csrPolicy ?? DEFAULT_CSR_POLICY);
   checkRequestedUri(csr, spiffeId);
   return signLeaf(signer, csr, {
     kind: 'device',
     subject: params.deviceId,
     spiffeId,
     ttlMs: params.ttlMs ?? DEFAULT_DEVICE_TTL_MS,
-    usages: [x509.ExtendedKeyUsage.clientAuth],
-    name: [{ CN: [params.deviceId] }, { OU: ['device'] }, { O: ['Vigil'] }],
+    usages: DEVICE_USAGES,
+    subjectName: leafName('device', params.deviceId),
   });
 }
 
 /** Signs an X.509-SVID for a workload: serverAuth + clientAuth, exactly the authorized SPIFFE ID. */
-export async function signWorkloadCertificate(
-  signer: LeafSigner,
-  params: WorkloadCertificateParams,
-): Promise<SignedLeaf> {
+export function signWorkloadCertificate(signer: LeafSigner, params: WorkloadCertificateParams): SignedLeaf {
   const parsed = checkWorkloadSpiffeId(signer.trustDomain, params.spiffeId);
-  const csr = await checkCsr(params.csr, signer.csrPolicy ?? DEFAULT_CSR_POLICY);
+  const csr = checkCsr(params.csr, signer.csrPolicy ?? DEFAULT_CSR_POLICY);
   checkRequestedUri(csr, params.spiffeId);
   return signLeaf(signer, csr, {
     kind: 'workload',
     subject: parsed.path,
     spiffeId: params.spiffeId,
     ttlMs: params.ttlMs ?? DEFAULT_WORKLOAD_TTL_MS,
-    usages: [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth],
-    name: [{ OU: ['workload'] }, { O: ['Vigil'] }],
+    usages: WORKLOAD_USAGES,
+    subjectName: leafName('workload'),
   });
 }
 
@@ -114,8 +112,8 @@ interface LeafTemplate {
   subject: string;
   spiffeId: string;
   ttlMs: number;
-  usages: string[];
-  name: x509.JsonName;
+  usages: asn1X509.Extension;
+  subjectName: asn1X509.Name;
 }
 
 /** Computes notBefore/notAfter: backdated, and never past the signer's own notAfter. */
@@ -152,36 +150,163 @@ export function leafValidity(
   return { now, notBefore: new Date(notBefore), notAfter: new Date(notAfter) };
 }
 
-async function signLeaf(signer: LeafSigner, csr: CheckedCsr, template: LeafTemplate): Promise<SignedLeaf> {
-  const { now, notBefore, notAfter } = leafValidity(signer, template.ttlMs);
-  const serial = randomSerial();
-  const authorityKeyId = signer.cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
-  const certificate = await x509.X509CertificateGenerator.create({
-    serialNumber: serial,
-    subject: template.name,
-    issuer: signer.cert.subjectName,
-    notBefore,
-    notAfter,
-    publicKey: csr.publicKey,
-    signingKey: signer.key,
-    signingAlgorithm: signingAlgorithmOf(signer.key),
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension(template.usages, false),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: template.spiffeId }], false),
-      await x509.SubjectKeyIdentifierExtension.create(csr.publicKey),
-      ...(authorityKeyId ? [new x509.AuthorityKeyIdentifierExtension(authorityKeyId)] : []),
-    ],
+/** Builds an extension from a value of @peculiar's ASN.1 schema classes. */
+function extension(extnID: string, critical: boolean, value: unknown): asn1X509.Extension {
+  return new asn1X509.Extension({
+    extnID,
+    critical,
+    extnValue: new OctetString(AsnConvert.serialize(value)),
   });
+}
+
+// Extensions every leaf of a kind shares, built once.
+const LEAF_CONSTRAINTS = extension(
+  asn1X509.id_ce_basicConstraints,
+  true,
+  new asn1X509.BasicConstraints({ cA: false }),
+);
+const LEAF_KEY_USAGE = extension(
+  asn1X509.id_ce_keyUsage,
+  true,
+  new asn1X509.KeyUsage(asn1X509.KeyUsageFlags.digitalSignature),
+);
+const DEVICE_USAGES = extension(
+  asn1X509.id_ce_extKeyUsage,
+  false,
+  new asn1X509.ExtendedKeyUsage([asn1X509.id_kp_clientAuth]),
+);
+const WORKLOAD_USAGES = extension(
+  asn1X509.id_ce_extKeyUsage,
+  false,
+  new asn1X509.ExtendedKeyUsage([asn1X509.id_kp_serverAuth, asn1X509.id_kp_clientAuth]),
+);
+
+function rdn(type: string, value: string): asn1X509.RelativeDistinguishedName {
+  return new asn1X509.RelativeDistinguishedName([
+    new asn1X509.AttributeTypeAndValue({ type, value: new asn1X509.AttributeValue({ utf8String: value }) }),
+  ]);
+}
+
+/** O=Vigil, OU=<kind>[, CN=<device id>]; the identity itself is the URI SAN. */
+function leafName(kind: LeafKind, commonName?: string): asn1X509.Name {
+  const rdns = [rdn('2.5.4.10', 'Vigil'), rdn('2.5.4.11', kind)];
+  if (commonName !== undefined) rdns.push(rdn('2.5.4.3', commonName));
+  return new asn1X509.Name(rdns);
+}
+
+/** What stays the same for every leaf an intermediate signs, computed once per signer. */
+interface PreparedSigner {
+  issuer: asn1X509.Name;
+  algorithm: asn1X509.AlgorithmIdentifier;
+  digest: string | null;
+  authorityKeyId: asn1X509.Extension | undefined;
+}
+
+const preparedSigners = new WeakMap<LeafSigner, PreparedSigner>();
+
+function prepare(signer: LeafSigner): PreparedSigner {
+  const cached = preparedSigners.get(signer);
+  if (cached) return cached;
+  const certificate = AsnConvert.parse(signer.cert.rawData, asn1X509.Certificate);
+  const keyId = certificate.tbsCertificate.extensions?.find(
+    (item) => item.extnID === asn1X509.id_ce_subjectKeyIdentifier,
+  );
+  const prepared: PreparedSigner = {
+    issuer: certificate.tbsCertificate.subject,
+    ...signatureAlgorithm(signer.key),
+    authorityKeyId: keyId
+      ? extension(
+          asn1X509.id_ce_authorityKeyIdentifier,
+          false,
+          new asn1X509.AuthorityKeyIdentifier({
+            keyIdentifier: AsnConvert.parse(keyId.extnValue.buffer, asn1X509.SubjectKeyIdentifier),
+          }),
+        )
+      : undefined,
+  };
+  preparedSigners.set(signer, prepared);
+  return prepared;
+}
+
+function signatureAlgorithm(key: KeyObject): {
+  algorithm: asn1X509.AlgorithmIdentifier;
+  digest: string | null;
+} {
+  if (key.asymmetricKeyType === 'ed25519') {
+    return { algorithm: new asn1X509.AlgorithmIdentifier({ algorithm: '1.3.101.112' }), digest: null };
+  }
+  if (key.asymmetricKeyType === 'ec') {
+    const p384 = key.asymmetricKeyDetails?.namedCurve === 'secp384r1';
+    return {
+      algorithm: new asn1X509.AlgorithmIdentifier({
+        algorithm: p384 ? '1.2.840.10045.4.3.3' : '1.2.840.10045.4.3.2',
+      }),
+      digest: p384 ? 'sha384' : 'sha256',
+    };
+  }
+  if (key.asymmetricKeyType === 'rsa') {
+    return {
+      algorithm: new asn1X509.AlgorithmIdentifier({ algorithm: '1.2.840.113549.1.1.11', parameters: null }),
+      digest: 'sha256',
+    };
+  }
+  throw new TypeError(`unsupported intermediate key type ${key.asymmetricKeyType}`);
+}
+
+/**
+ * Assembles the TBSCertificate from @peculiar's ASN.1 classes and signs it with
+ * node:crypto. The generic X509CertificateGenerator re-parses and re-encodes several
+ * times per certificate; this path encodes each part once.
+ */
+function signLeaf(signer: LeafSigner, csr: CheckedCsr, template: LeafTemplate): SignedLeaf {
+  const { now, notBefore, notAfter } = leafValidity(signer, template.ttlMs);
+  const prepared = prepare(signer);
+  const serial = randomSerial();
+  // SKI by RFC 7093 method 1: SHA-256 of the subjectPublicKey bits, leftmost 160 bits.
+  const keyId = createHash('sha256')
+    .update(new Uint8Array(csr.subjectPublicKeyInfo.subjectPublicKey))
+    .digest()
+    .subarray(0, 20);
+  const san = new asn1X509.SubjectAlternativeName([
+    new asn1X509.GeneralName({ uniformResourceIdentifier: template.spiffeId }),
+  ]);
+  const extensions = [
+    LEAF_CONSTRAINTS,
+    LEAF_KEY_USAGE,
+    template.usages,
+    extension(asn1X509.id_ce_subjectAltName, false, san),
+    extension(asn1X509.id_ce_subjectKeyIdentifier, false, new asn1X509.SubjectKeyIdentifier(keyId)),
+  ];
+  if (prepared.authorityKeyId) extensions.push(prepared.authorityKeyId);
+  const tbsCertificate = new asn1X509.TBSCertificate({
+    version: asn1X509.Version.v3,
+    serialNumber: new Uint8Array(Buffer.from(serial, 'hex')).buffer,
+    signature: prepared.algorithm,
+    issuer: prepared.issuer,
+    validity: new asn1X509.Validity({ notBefore, notAfter }),
+    subject: template.subjectName,
+    subjectPublicKeyInfo: csr.subjectPublicKeyInfo,
+    extensions: new asn1X509.Extensions(extensions),
+  });
+  const tbs = new Uint8Array(AsnConvert.serialize(tbsCertificate));
+  const signature = sign(prepared.digest, tbs, { key: signer.key, dsaEncoding: 'der' });
+  const der = new Uint8Array(
+    AsnConvert.serialize(
+      new asn1X509.Certificate({
+        tbsCertificate,
+        signatureAlgorithm: prepared.algorithm,
+        signatureValue: new Uint8Array(signature).buffer,
+      }),
+    ),
+  );
   const renewAfter = new Date(now + Math.floor((notAfter.getTime() - now) / 2));
   return {
     kind: template.kind,
     subject: template.subject,
     spiffeId: template.spiffeId,
     serial,
-    certificate,
-    pem: `${certificate.toString('pem')}\n`,
+    der,
+    pem: `${x509.PemConverter.encode(der, 'CERTIFICATE')}\n`,
     notBefore,
     notAfter,
     renewAfter,

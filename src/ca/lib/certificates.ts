@@ -1,7 +1,7 @@
-import { X509Certificate as NodeX509Certificate } from 'node:crypto';
+import { type KeyObject, X509Certificate as NodeX509Certificate } from 'node:crypto';
 import { VigilError } from '../../errors.ts';
 import type { Clock } from '../../internal/clock.ts';
-import { BACKDATE_MS } from '../sign.ts';
+import { BACKDATE_MS, signWorkloadCertificate } from '../sign.ts';
 import type { Key, KeyPair } from './x509.ts';
 import { type CaKeyAlgorithm, keyGenParams, randomSerial, signingAlgorithmOf, subtle, x509 } from './x509.ts';
 
@@ -82,57 +82,64 @@ export function isCaCertificate(cert: x509.X509Certificate): boolean {
 }
 
 /**
- * SPIRE's habit: before an intermediate serves, it signs a throwaway certificate and
- * that certificate must verify up to one of the roots with OpenSSL's own verifier
- * (through node:crypto), the one TLS peers will use. Throws ERR_CA_SELF_CHECK.
+ * SPIRE's habit: before an intermediate serves, it signs a throwaway workload
+ * certificate through the very path leaves take, and that certificate must verify up to
+ * one of the roots with OpenSSL's own verifier (through node:crypto), the one TLS peers
+ * will use. Throws ERR_CA_SELF_CHECK.
  */
 export async function selfCheck(options: {
   id: string;
   intermediate: x509.X509Certificate;
-  key: Key;
+  key: KeyObject;
   roots: readonly x509.X509Certificate[];
   clock: Clock;
+  trustDomain: string;
 }): Promise<void> {
   const fail = (why: string, cause?: unknown): never => {
     throw new VigilError(
       'ERR_CA_SELF_CHECK',
       `CA self-check failed for intermediate ${options.id}: ${why}; refusing to start`,
-      {
-        status: 503,
-        publicMessage: 'certificate authority unavailable',
-        cause,
-      },
+      { status: 503, publicMessage: 'certificate authority unavailable', cause },
     );
   };
   const now = options.clock.now();
   const { intermediate } = options;
   if (!isCaCertificate(intermediate)) fail('its certificate is not a CA certificate');
   if (intermediate.notAfter.getTime() <= now) fail(`it expired at ${intermediate.notAfter.toISOString()}`);
-  if (intermediate.notBefore.getTime() > now + BACKDATE_MS)
+  if (intermediate.notBefore.getTime() > now + BACKDATE_MS) {
     fail(`it is not valid before ${intermediate.notBefore.toISOString()}`);
-  let probe: x509.X509Certificate;
+  }
+  let probe: NodeX509Certificate;
   try {
     const probeKeys = (await subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, [
       'sign',
       'verify',
     ])) as KeyPair;
-    probe = await x509.X509CertificateGenerator.create({
-      serialNumber: randomSerial(),
-      subject: [{ CN: ['vigil self-check'] }],
-      issuer: intermediate.subjectName,
-      notBefore: new Date(now - BACKDATE_MS),
-      notAfter: new Date(Math.min(now + 60_000, intermediate.notAfter.getTime())),
-      publicKey: probeKeys.publicKey,
-      signingKey: options.key,
-      signingAlgorithm: signingAlgorithmOf(options.key),
-      extensions: [new x509.BasicConstraintsExtension(false, undefined, true)],
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: [{ CN: ['vigil self-check'] }],
+      keys: probeKeys,
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
     });
+    const leaf = signWorkloadCertificate(
+      {
+        id: options.id,
+        cert: intermediate,
+        key: options.key,
+        trustDomain: options.trustDomain,
+        clock: options.clock,
+      },
+      {
+        csr: csr.toString('pem'),
+        spiffeId: `spiffe://${options.trustDomain}/vigil/self-check`,
+        ttlMs: 60_000,
+      },
+    );
+    probe = new NodeX509Certificate(leaf.der);
   } catch (error) {
     return fail('its key cannot sign', error);
   }
-  const leaf = new NodeX509Certificate(new Uint8Array(probe.rawData));
   const middle = new NodeX509Certificate(new Uint8Array(intermediate.rawData));
-  if (!leaf.checkIssued(middle) || !leaf.verify(middle.publicKey)) {
+  if (!probe.checkIssued(middle) || !probe.verify(middle.publicKey)) {
     fail('its private key does not match its certificate');
   }
   const chained = options.roots.some((root) => {
