@@ -165,6 +165,10 @@ export async function startDevIdp(options: {
   const provider = new Provider(issuer, configuration);
   provider.on('server_error', (_ctx, error) => options.logger.error({ err: error }, 'dev IdP error'));
   const callback = provider.callback();
+  const formAction = [
+    "'self'",
+    ...new Set(options.clients.flatMap((client) => client.redirect_uris.map((uri) => new URL(uri).origin))),
+  ].join(' ');
 
   server.on('request', (request: IncomingMessage, response: ServerResponse) => {
     const path = (request.url ?? '/').split('?')[0] ?? '/';
@@ -189,7 +193,7 @@ export async function startDevIdp(options: {
     const details = await provider.interactionDetails(request, response);
     const uid = details.uid;
     if (request.method === 'GET' && path === `/interaction/${uid}`) {
-      sendHtml(response, 200, loginForm(uid, options.name, ''));
+      sendHtml(response, 200, loginForm(uid, options.name, ''), formAction);
       return;
     }
     if (request.method === 'POST' && path === `/interaction/${uid}/login`) {
@@ -202,7 +206,7 @@ export async function startDevIdp(options: {
         user?.password ?? randomBytes(16).toString('hex'),
       );
       if (!user || !passwordOk) {
-        sendHtml(response, 401, loginForm(uid, options.name, 'Wrong username or password.'));
+        sendHtml(response, 401, loginForm(uid, options.name, 'Wrong username or password.'), formAction);
         return;
       }
       await provider.interactionFinished(
@@ -255,11 +259,15 @@ function page(title: string, body: string): string {
   return `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head><body><h1>${escapeHtml(title)}</h1>${body}</body></html>`;
 }
 
-function sendHtml(response: ServerResponse, status: number, html: string): void {
+/**
+ * `formAction` must list the clients' callback origins too: browsers apply form-action
+ * to the redirects that follow a form post, and the login post ends at the callback.
+ */
+function sendHtml(response: ServerResponse, status: number, html: string, formAction = "'self'"): void {
   response.writeHead(status, {
     'content-type': 'text/html; charset=utf-8',
     'cache-control': 'no-store',
-    'content-security-policy': "default-src 'none'; form-action 'self'",
+    'content-security-policy': `default-src 'none'; form-action ${formAction}`,
     'x-frame-options': 'DENY',
   });
   response.end(html);

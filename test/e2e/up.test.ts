@@ -2,43 +2,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import { CLI } from '../support/cli.ts';
 import { Browser, freePort } from '../support/cookie-jar.ts';
+import { startUp, stopUp } from '../support/demo.ts';
 import { tempDir } from '../support/tmp.ts';
-
-interface DemoSummary {
-  proxy: string;
-  idp: string;
-  apps: { name: string; url: string }[];
-  users: { name: string; password: string; groups: string[] }[];
-}
-
-/** Starts `vigil up --json` and reads its one JSON line. */
-async function startUp(port: number, dataDir: string) {
-  const child = spawn(
-    process.execPath,
-    [CLI, 'up', '--json', '--port', String(port), '--data-dir', dataDir],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const [line] = (await Promise.race([
-    once(createInterface({ input: child.stdout! }), 'line'),
-    once(child, 'exit').then(() => {
-      throw new Error(`vigil up exited: ${stderr}`);
-    }),
-    new Promise((_, reject) =>
-      setTimeout(() => reject(new Error(`vigil up not ready in 30 s: ${stderr}`)), 30_000),
-    ),
-  ])) as [string];
-  return { child, summary: JSON.parse(line) as DemoSummary };
-}
 
 describe('vigil up (the demo)', () => {
   it('prints the demo as JSON; alice reaches the engineering app, bob gets the deny page; SIGTERM stops it', async () => {
@@ -73,9 +41,7 @@ describe('vigil up (the demo)', () => {
       const aliceOnFinance = await alice.follow(finance);
       assert.equal(aliceOnFinance.status, 403, 'alice is not in finance');
     } finally {
-      child.kill('SIGTERM');
-      const [code] = (await once(child, 'exit')) as [number | null];
-      assert.equal(code, 0);
+      assert.equal(await stopUp(child), 0);
     }
   });
 
