@@ -6,7 +6,7 @@ import { type Clock, systemClock } from '../internal/clock.ts';
 import { type ApiRoute, sendJson } from '../internal/http.ts';
 import { constantTimeEqual } from '../internal/secrets.ts';
 import type { Store } from '../store/index.ts';
-import type { Logger } from '../telemetry/index.ts';
+import { Counter, Gauge, type Logger, type Registry } from '../telemetry/index.ts';
 import { clearCookie, readCookie, setCookie } from './cookies.ts';
 import { DEFAULT_DEV_USERS, type DevIdp, escapeHtml, startDevIdp } from './dev-idp.ts';
 import type { Identity } from './identity.ts';
@@ -82,6 +82,8 @@ export interface CreateIdentityOptions {
   logger: Logger;
   dataDir: string;
   clock?: Clock;
+  /** Registry for login, bearer verification and live session metrics. */
+  metrics?: Registry;
 }
 
 interface LoginState {
@@ -131,6 +133,42 @@ export async function createIdentity(options: CreateIdentityOptions): Promise<Id
     refreshIntervalMs: (idp) => refreshIntervals.get(idp) ?? 15 * 60_000,
   });
   await sessions.start();
+  const registers = options.metrics ? [options.metrics] : [];
+  // Results are the closed reason unions, so label cardinality stays bounded.
+  const logins = options.metrics
+    ? new Counter({
+        name: 'vigil_identity_logins_total',
+        help: 'Login callbacks by result (ok or the login failure reason)',
+        labelNames: ['result'],
+        registers,
+      })
+    : undefined;
+  const verifications = options.metrics
+    ? new Counter({
+        name: 'vigil_identity_bearer_verifications_total',
+        help: 'Bearer JWT verifications (cache misses) by result (ok or the reason)',
+        labelNames: ['result'],
+        registers,
+      })
+    : undefined;
+  if (options.metrics) {
+    new Gauge({
+      name: 'vigil_identity_live_sessions',
+      help: 'Live sessions held in memory by this replica',
+      registers,
+      collect() {
+        this.set(sessions.size);
+      },
+    });
+    new Gauge({
+      name: 'vigil_identity_verified_tokens_cached',
+      help: 'Verified bearer tokens remembered until their exp',
+      registers,
+      collect() {
+        this.set(verifier.cacheSize);
+      },
+    });
+  }
   const usedStates = new Map<string, number>();
   let devIdp: DevIdp | undefined;
 
@@ -144,7 +182,10 @@ export async function createIdentity(options: CreateIdentityOptions): Promise<Id
       if (token.length > MAX_TOKEN_BYTES) return { reason: 'token-too-large' };
       const hit = verifier.cached(token);
       if (hit) return { identity: hit };
-      return verifier.verify(token);
+      return verifier.verify(token).then((result) => {
+        verifications?.labels(result.reason ?? 'ok').inc();
+        return result;
+      });
     }
     const cookie = readCookie(request.headers.cookie, cookieName);
     if (cookie !== undefined) return sessions.lookup(cookie, { reauthAfterMs: authOptions.reauthAfterMs });
@@ -154,6 +195,7 @@ export async function createIdentity(options: CreateIdentityOptions): Promise<Id
   function fail(response: ServerResponse, reason: LoginFailureReason, status = 400): void {
     const requestId = randomUUID();
     logger.info({ reason, request_id: requestId }, 'login refused');
+    logins?.labels(reason).inc();
     sendJson(
       response,
       status,
@@ -237,6 +279,7 @@ export async function createIdentity(options: CreateIdentityOptions): Promise<Id
       refreshToken: result.refreshToken,
     });
     logger.info({ idp: state.idp, user: `${state.idp}:${result.subject}`, session: created.id }, 'login');
+    logins?.labels('ok').inc();
     response.writeHead(302, {
       location: state.returnTo,
       'set-cookie': [

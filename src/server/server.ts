@@ -86,7 +86,7 @@ export async function startServer(
 
   let identity: IdentityService;
   try {
-    identity = await createIdentity({ config, store, logger, dataDir });
+    identity = await createIdentity({ config, store, logger, dataDir, metrics });
   } catch (error) {
     policies.close();
     await store.close();

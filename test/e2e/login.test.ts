@@ -144,6 +144,10 @@ identity_providers:
       assert.deepEqual(JSON.parse(everywhere.stdout), { revoked: 1 });
       assert.equal((await whoami(bob, proxyUrl)).status, 401);
 
+      const metrics = await (await fetch(`${server.adminUrl}/metrics`)).text();
+      assert.match(metrics, /^vigil_identity_logins_total\{result="ok".*\} 2$/m);
+      assert.match(metrics, /^vigil_identity_live_sessions\{.*\} 0$/m);
+
       const logText = JSON.stringify(server.logs);
       for (const browser of [alice, bob]) {
         const cookie = browser.jar.get(proxyUrl, '_vigil_session');
