@@ -9,6 +9,8 @@ import { Sealer } from './seal.ts';
 
 /** How often last-seen times are written back, and pushed to other replicas, in one batch. */
 export const LAST_SEEN_FLUSH_MS = 5000;
+/** Ended-by-idleness sessions stay in memory this much longer, for last-seen news from other replicas. */
+const IDLE_GRACE_MS = 60_000;
 /** Live sessions whose ids go into one change event (NOTIFY payloads are capped near 8 KB). */
 const SEEN_PER_EVENT = 80;
 /** Claims kept with a session; a larger claim set keeps only the mapped attributes. */
@@ -139,7 +141,7 @@ export class SessionManager {
       .where('expires_at', '>', now)
       .execute();
     const fresh = new Map<string, LiveSession>();
-    for (const row of rows) fresh.set(row.id, this.#toLive(row, this.#live.get(row.id)?.refreshedAt ?? now));
+    for (const row of rows) fresh.set(row.id, this.#merged(row));
     this.#live.clear();
     for (const [id, live] of fresh) this.#live.set(id, live);
   }
@@ -252,7 +254,11 @@ export class SessionManager {
   async flush(): Promise<void> {
     const now = this.#clock.now();
     for (const [id, live] of this.#live) {
-      if (now >= live.row.expires_at || now - live.row.last_seen_at >= this.#policy.idleTimeoutMs) {
+      // Idle ones only well past the timeout: another replica's last use may still be on its way.
+      if (
+        now >= live.row.expires_at ||
+        now - live.row.last_seen_at >= this.#policy.idleTimeoutMs + IDLE_GRACE_MS
+      ) {
         this.#live.delete(id);
       }
     }
@@ -348,11 +354,18 @@ export class SessionManager {
             this.#live.delete(id);
             return;
           }
-          this.#live.set(id, this.#toLive(row, this.#live.get(id)?.refreshedAt ?? this.#clock.now()));
+          this.#live.set(id, this.#merged(row));
         },
         (error: unknown) =>
           this.#logger.warn({ err: error, session: id }, 'loading a changed session failed'),
       );
+  }
+
+  /** A row from the store, keeping the newer last-seen and refresh time this replica knows. */
+  #merged(row: SessionsTable): LiveSession {
+    const known = this.#live.get(row.id);
+    const lastSeen = Math.max(row.last_seen_at, known?.row.last_seen_at ?? 0);
+    return this.#toLive({ ...row, last_seen_at: lastSeen }, known?.refreshedAt ?? this.#clock.now());
   }
 
   #toLive(row: SessionsTable, refreshedAt: number): LiveSession {
