@@ -25,7 +25,7 @@ const MAX_LIST = 64;
 const text = z.string().max(MAX_TEXT);
 const id = z.string().min(1).max(512);
 const time = z.number().int().nonnegative();
-const riskList = z.array(z.enum(RISK_FLAGS)).max(RISK_FLAGS.length);
+const riskList = z.array(z.enum(RISK_FLAGS)).max(RISK_FLAGS.length).readonly();
 
 /** One access decision of the proxy, forward-auth endpoint or a gateway. */
 export const decisionEventSchema = z.strictObject({
@@ -47,9 +47,13 @@ export const decisionEventSchema = z.strictObject({
   decision: z.enum(['allow', 'deny']),
   /** Rule that decided; null for default deny. */
   rule: z.string().max(256).nullable(),
-  reasons: z.array(z.string().max(64)).max(MAX_LIST),
+  reasons: z.array(z.string().max(64)).max(MAX_LIST).readonly(),
   /** Time spent deciding, in milliseconds (fractions allowed). */
   latencyMs: z.number().nonnegative(),
+  /** `audit`: the policy runs in dry-run and the verdict was recorded, not enforced. */
+  mode: z.enum(['enforce', 'audit']).optional(),
+  /** Enforcement point: proxy, forward-auth, gateway, sidecar … */
+  via: z.string().max(32).optional(),
   risk: riskList.optional(),
 });
 
@@ -88,7 +92,7 @@ export const alertEventSchema = z.strictObject({
   sourceIp: z.string().max(64).optional(),
   session: id.nullable().optional(),
   /** Request ids of the events that triggered the alert (bounded). */
-  evidence: z.array(id).max(MAX_LIST).optional(),
+  evidence: z.array(id).max(MAX_LIST).readonly().optional(),
 });
 
 export const auditEventSchema = z.discriminatedUnion('kind', [
@@ -104,3 +108,54 @@ export type AuditEvent = DecisionEvent | AdminEvent | AlertEvent;
 
 /** An event as stored: its place in the chain and its id, assigned by the writer. */
 export type AuditRecord = AuditEvent & { seq: number; id: string };
+
+/** What an enforcement point knows about one decision; the proxy's record has this shape. */
+export interface DecisionFacts {
+  requestId: string;
+  time: number;
+  route: string | null;
+  host?: string;
+  method: string;
+  path: string;
+  sourceIp: string;
+  user: string | null;
+  device: string | null;
+  /** Session or token id (not the token); needed by the token-replay detector. */
+  session?: string | null;
+  decision: {
+    effect: 'allow' | 'deny';
+    rule: string | null;
+    reasons: readonly string[];
+    mode?: 'enforce' | 'audit';
+  };
+  via?: string;
+  latencyMs?: number;
+}
+
+/**
+ * Builds a decision event from an enforcement point's facts, e.g. in the server:
+ * `record: (facts) => audit.enqueue(decisionEvent(facts))`. Copies only the audited
+ * fields, so nothing else the caller holds (headers, claims) reaches the log.
+ */
+export function decisionEvent(facts: DecisionFacts): DecisionEvent {
+  const event: DecisionEvent = {
+    kind: 'decision',
+    time: facts.time,
+    requestId: facts.requestId,
+    user: facts.user,
+    device: facts.device,
+    session: facts.session ?? null,
+    sourceIp: facts.sourceIp,
+    route: facts.route,
+    method: facts.method,
+    path: facts.path,
+    decision: facts.decision.effect,
+    rule: facts.decision.rule,
+    reasons: facts.decision.reasons,
+    latencyMs: facts.latencyMs ?? 0,
+  };
+  if (facts.host !== undefined) event.host = facts.host;
+  if (facts.decision.mode !== undefined) event.mode = facts.decision.mode;
+  if (facts.via !== undefined) event.via = facts.via;
+  return event;
+}

@@ -36,6 +36,8 @@ export {
   alertEventSchema,
   auditEventSchema,
   type DecisionEvent,
+  type DecisionFacts,
+  decisionEvent,
   decisionEventSchema,
   EVENT_KINDS,
   RISK_FLAGS,
