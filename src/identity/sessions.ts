@@ -326,7 +326,8 @@ export class SessionManager {
       }
       case 'created':
       case 'updated':
-        if (event.id !== undefined) this.#loadOne(event.id);
+        // An update is another replica's refresh: this one need not refresh again soon.
+        if (event.id !== undefined) this.#loadOne(event.id, event.action === 'updated');
         return;
       case 'seen': {
         const seen = event.data?.seen;
@@ -342,7 +343,7 @@ export class SessionManager {
     }
   }
 
-  #loadOne(id: string): void {
+  #loadOne(id: string, refreshed = false): void {
     this.#store.db
       .selectFrom('sessions')
       .selectAll()
@@ -354,7 +355,9 @@ export class SessionManager {
             this.#live.delete(id);
             return;
           }
-          this.#live.set(id, this.#merged(row));
+          const live = this.#merged(row);
+          if (refreshed) live.refreshedAt = this.#clock.now();
+          this.#live.set(id, live);
         },
         (error: unknown) =>
           this.#logger.warn({ err: error, session: id }, 'loading a changed session failed'),
@@ -401,7 +404,7 @@ export class SessionManager {
     this.#refreshing.add(id);
     live.refreshedAt = now;
     refresher(live.row.idp, refreshToken)
-      .then((outcome) => this.#applyRefresh(id, outcome))
+      .then((outcome) => this.#applyRefresh(id, outcome, sealed))
       .catch((error: unknown) => this.#logger.warn({ err: error, session: id }, 'session refresh failed'))
       .finally(() => this.#refreshing.delete(id));
   }
@@ -415,13 +418,21 @@ export class SessionManager {
     if (refreshToken === undefined) return undefined;
     live.refreshedAt = this.#clock.now();
     const outcome = await this.#refresher(live.row.idp, refreshToken);
-    await this.#applyRefresh(id, outcome);
+    await this.#applyRefresh(id, outcome, sealed);
     return outcome;
   }
 
-  async #applyRefresh(id: string, outcome: RefreshOutcome): Promise<void> {
+  async #applyRefresh(id: string, outcome: RefreshOutcome, used: string): Promise<void> {
     if (outcome.kind === 'unavailable') return;
     if (outcome.kind === 'denied') {
+      // With rotating refresh tokens, another replica may have refreshed first and the
+      // token used here is spent: that is not the IdP disowning the user.
+      const current = await this.#store.db
+        .selectFrom('sessions')
+        .select('refresh_token_enc')
+        .where('id', '=', id)
+        .executeTakeFirst();
+      if (current && current.refresh_token_enc !== used) return;
       this.#logger.info({ session: id }, 'identity provider refused the refresh; session revoked');
       await this.revoke(id, 'idp-refresh-denied');
       return;

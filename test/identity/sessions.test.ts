@@ -185,6 +185,35 @@ describe('session lifetime (ManualClock)', () => {
   });
 });
 
+describe('refresh with rotating refresh tokens on two replicas', () => {
+  it('does not revoke when another replica already spent the refresh token', async () => {
+    const clock = new ManualClock();
+    const store = await open(freshSqliteUrl());
+    const spent = new Set<string>();
+    const refresher = async (_idp: string, token: string): Promise<RefreshOutcome> => {
+      if (spent.has(token)) {
+        await sleep(100);
+        return { kind: 'denied' };
+      }
+      spent.add(token);
+      return { kind: 'updated', groups: ['sre'], refreshToken: `${token}+` };
+    };
+    const one = await manager(store, clock, { refresher });
+    const { id, cookie } = await one.create({ ...alice, authTime: clock.now() });
+    const two = await manager(store, clock, { refresher });
+    const outcomes = await Promise.all([one.refreshNow(id), two.refreshNow(id)]);
+    assert.deepEqual(outcomes.map((outcome) => outcome?.kind).sort(), ['denied', 'updated']);
+    assert.ok(one.lookup(cookie).identity, 'still live on replica one');
+    assert.ok(two.lookup(cookie).identity, 'still live on replica two');
+    const row = await store.db
+      .selectFrom('sessions')
+      .select('revoked_at')
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+    assert.equal(row.revoked_at, null);
+  });
+});
+
 describe('session key', () => {
   it('generates a 0600 key on first start and reuses it', () => {
     const dir = tempDir();
