@@ -1,6 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import {
   type AuditQuery,
@@ -42,6 +43,17 @@ interface FilterFlags {
 
 async function withStore<T>(options: DatabaseFlag, work: (store: Store) => Promise<T>): Promise<T> {
   const url = options.database ?? process.env.VIGIL_DATABASE_URL ?? DEFAULT_DATABASE_URL;
+  // Opening a SQLite path creates the file; a reading tool must not leave an empty
+  // database behind a typo, so a missing file is an error here.
+  if (url.startsWith('sqlite://') && url !== 'sqlite://:memory:') {
+    const path = resolve(url.slice('sqlite://'.length));
+    if (!existsSync(path)) {
+      throw new VigilError(
+        'ERR_STORE_UNAVAILABLE',
+        `no database at ${path} (pass --database or set VIGIL_DATABASE_URL)`,
+      );
+    }
+  }
   // Reading tools never migrate: a database written by a newer server stays untouched.
   const store = await openStore(url, { migrate: false });
   try {

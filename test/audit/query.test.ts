@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -209,6 +209,16 @@ for (const target of STORE_TARGETS) {
     });
   });
 }
+
+describe('vigil audit without a database', () => {
+  it('fails naming the missing SQLite file instead of creating an empty one', async () => {
+    const path = join(tempDir(), 'missing', 'vigil.db');
+    const result = await cli(['audit', 'query', '--database', `sqlite://${path}`]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /no database at .*missing\/vigil\.db/);
+    assert.equal(existsSync(path), false);
+  });
+});
 
 describe('audit query parsing', () => {
   it('reads since as a duration back from now, an ISO time or epoch milliseconds', () => {
