@@ -130,7 +130,11 @@ export function syslogSink(options: SyslogSinkOptions): AuditSink {
   };
 
   const sendUdp = async (datagram: Buffer) => {
-    udp ??= createSocket(options.host.includes(':') ? 'udp6' : 'udp4');
+    if (!udp) {
+      udp = createSocket(options.host.includes(':') ? 'udp6' : 'udp4');
+      // Send failures reach the callback below; an unhandled socket error would crash the server.
+      udp.on('error', () => {});
+    }
     const socket = udp;
     await withTimeout<void>(
       (done) => socket.send(datagram, options.port, options.host, (error) => done(error)),
