@@ -1,4 +1,5 @@
 export { type AssertionClaims, AssertionSigner, type AssertionSignerOptions } from './assertion.ts';
+export { AccessLimiter, type LimitSettings, type LimitVerdict } from './limits.ts';
 export { type NormalizedTarget, normalizeTarget, type TargetProblem } from './path.ts';
 export {
   AccessProxy,
@@ -9,4 +10,10 @@ export {
   type ProxyOptions,
   type RequestIdentity,
 } from './proxy.ts';
+export {
+  DEFAULT_SYNC_MS,
+  MemoryWindowCounter,
+  RedisWindowCounter,
+  type WindowCounter,
+} from './rate-limit.ts';
 export { type Upstream, UpstreamGroup, type UpstreamOptions } from './upstreams.ts';

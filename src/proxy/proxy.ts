@@ -17,6 +17,7 @@ import {
 import type { AssertionSigner } from './assertion.ts';
 import { sendDenied, sendError, sendUnauthenticated, wantsHtml } from './deny.ts';
 import { downstreamHeaders, upstreamHeaders } from './headers.ts';
+import type { AccessLimiter } from './limits.ts';
 import { type NormalizedTarget, normalizeTarget } from './path.ts';
 import type { Upstream, UpstreamGroup } from './upstreams.ts';
 
@@ -62,6 +63,8 @@ export interface ProxyOptions {
    * the event, and the request is refused too (fail closed).
    */
   record?: (record: ProxyDecisionRecord) => boolean;
+  /** Rate limits and lockout; none when absent. */
+  limiter?: AccessLimiter;
   /** Handlers for `/.vigil/login`, `/callback`, `/logout` and others owned by identity. */
   reserved?: ReadonlyMap<string, (request: IncomingMessage, response: ServerResponse) => void>;
   clock?: Clock;
@@ -169,6 +172,8 @@ export class AccessProxy {
     if (host === undefined || hasRepeatedHost(request.rawHeaders)) return { status: 400, error: 'bad-host' };
     const identity = this.#options.authenticate(request);
     const sourceIp = this.#sourceIp(request);
+    const limited = this.#options.limiter?.check(identity?.user.id, sourceIp);
+    if (limited?.limited) return { status: 429, error: limited.error };
     const set = this.#options.policies();
     const route = set.routeFor(host, target.path);
     const input: PolicyInput = {
@@ -185,6 +190,10 @@ export class AccessProxy {
     const decision = route === undefined ? set.decide(input) : route.decide(input);
     if (!this.#record(requestId, input, identity, decision, 'proxy'))
       return { status: 503, error: 'audit-unavailable' };
+    // Lockout counts refusals by policy, not visitors who have yet to log in.
+    if (!permits(decision) && !decision.reasons.includes('user-unauthenticated')) {
+      this.#options.limiter?.recordDenial(sourceIp);
+    }
     if (route === undefined) return { status: 404, error: 'no-route' };
     return { route, identity, decision, target, host, sourceIp };
   }

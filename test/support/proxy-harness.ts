@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { after } from 'node:test';
 import { compilePolicies, parsePolicyText } from '../../src/policy/index.ts';
 import {
+  type AccessLimiter,
   AccessProxy,
   AssertionSigner,
   type ProxyDecisionRecord,
@@ -119,6 +120,7 @@ export async function startProxy(
     record: options.record ?? ((record) => records.push(record) > 0),
     ...(options.maxBodyBytes !== undefined ? { maxBodyBytes: options.maxBodyBytes } : {}),
     ...(options.trustedProxies !== undefined ? { trustedProxies: options.trustedProxies } : {}),
+    ...(options.limiter !== undefined ? { limiter: options.limiter } : {}),
   });
   server.on('request', proxy.handle);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

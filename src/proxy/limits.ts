@@ -1,0 +1,52 @@
+import type { WindowCounter } from './rate-limit.ts';
+
+export interface LimitSettings {
+  /** Requests one identity may make per window; 0 turns the limit off. */
+  perIdentity: number;
+  /** Requests one source IP may make per window; 0 turns the limit off. */
+  perSource: number;
+  /** Denials from one source IP within a lockout window that lock it out; 0 turns lockout off. */
+  lockoutDenials: number;
+}
+
+export type LimitVerdict = { limited: false } | { limited: true; error: 'rate-limited' | 'locked-out' };
+
+const OK: LimitVerdict = Object.freeze({ limited: false });
+const RATE_LIMITED: LimitVerdict = Object.freeze({ limited: true, error: 'rate-limited' });
+const LOCKED_OUT: LimitVerdict = Object.freeze({ limited: true, error: 'locked-out' });
+
+/**
+ * Rate limits per identity and per source, and a lockout of sources that keep being
+ * denied (the seeds' brute force: more than N denials in a window). A locked-out source
+ * stays refused until its denial window ends.
+ */
+export class AccessLimiter {
+  readonly #requests: WindowCounter;
+  readonly #denials: WindowCounter;
+  readonly #settings: LimitSettings;
+
+  constructor(counters: { requests: WindowCounter; denials: WindowCounter }, settings: LimitSettings) {
+    this.#requests = counters.requests;
+    this.#denials = counters.denials;
+    this.#settings = settings;
+  }
+
+  /** Counts the request; says whether it must be refused. */
+  check(identity: string | undefined, sourceIp: string): LimitVerdict {
+    const { lockoutDenials, perSource, perIdentity } = this.#settings;
+    if (lockoutDenials > 0 && this.#denials.peek(sourceIp) >= lockoutDenials) return LOCKED_OUT;
+    if (perSource > 0 && this.#requests.hit(`ip:${sourceIp}`) > perSource) return RATE_LIMITED;
+    if (perIdentity > 0 && identity !== undefined && this.#requests.hit(`id:${identity}`) > perIdentity) {
+      return RATE_LIMITED;
+    }
+    return OK;
+  }
+
+  recordDenial(sourceIp: string): void {
+    if (this.#settings.lockoutDenials > 0) this.#denials.hit(sourceIp);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.#requests.close(), this.#denials.close()]);
+  }
+}
