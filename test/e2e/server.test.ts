@@ -169,9 +169,9 @@ describe('vigil CLI', () => {
     const result = await runCli(['--help']);
     assert.equal(result.code, 0);
     const commands = [...result.stdout.matchAll(/^ {2}([a-z]+)\b/gm)].map((match) => match[1]);
-    for (const expected of ['server', 'config', 'policy', 'audit', 'ca', 'session']) assert.ok(commands.includes(expected), expected);
-    for (const absent of ['gateway', 'connect', 'workload'])
-      assert.ok(!commands.includes(absent), absent);
+    for (const expected of ['up', 'server', 'config', 'policy', 'audit', 'ca', 'session'])
+      assert.ok(commands.includes(expected), expected);
+    for (const absent of ['gateway', 'connect', 'workload']) assert.ok(!commands.includes(absent), absent);
   });
 
   it('an unknown command or option is a usage error with exit 2', async () => {
