@@ -316,6 +316,33 @@ export function configSchema(baseDir: string) {
             .describe('0600 file with the admin API bearer token; generated in data_dir when unset'),
         })
         .prefault({}),
+      limits: z
+        .strictObject({
+          window: duration('1m').describe('window of the request rate limits'),
+          per_identity: z
+            .number()
+            .int()
+            .min(0)
+            .default(3000)
+            .describe('requests one user may make per window (429 beyond); 0 turns it off'),
+          per_source: z
+            .number()
+            .int()
+            .min(0)
+            .default(6000)
+            .describe('requests one source IP may make per window (429 beyond); 0 turns it off'),
+          lockout_denials: z
+            .number()
+            .int()
+            .min(0)
+            .default(20)
+            .describe(
+              'policy denials from one source IP that lock it out for the rest of lockout_window; 0: off',
+            ),
+          lockout_window: duration('5m').describe('window in which denials are counted for the lockout'),
+        })
+        .prefault({})
+        .describe('rate limits and lockout; shared across replicas through redis.url when set'),
       policy_files: z.array(path).default([]).describe('policy YAML files (see docs/policy.md)'),
       routes: z.array(route).default([]).describe('what the proxy serves and which policy guards it'),
       identity_providers: z

@@ -29,7 +29,15 @@ export interface RequestIdentity {
   device?: PolicyInput['device'];
 }
 
-export type Authenticator = (request: IncomingMessage) => RequestIdentity | undefined;
+/**
+ * Establishes who sent a request for `route` (its name; undefined when none matched), so
+ * that per-route settings such as re-authentication age apply. Returns a promise only
+ * when it must wait (a bearer token seen for the first time); the common path is sync.
+ */
+export type Authenticator = (
+  request: IncomingMessage,
+  route: string | undefined,
+) => RequestIdentity | undefined | Promise<RequestIdentity | undefined>;
 
 /** One decision, for the audit log. */
 export interface ProxyDecisionRecord {
@@ -131,7 +139,7 @@ export class AccessProxy {
       this.#reserved(request, response, requestId);
       return;
     }
-    const verdict = this.#authorize(request, requestId);
+    const verdict = await this.#authorize(request, requestId);
     if ('status' in verdict) {
       sendError(response, verdict.status, verdict.error, requestId);
       return;
@@ -165,17 +173,21 @@ export class AccessProxy {
    * Everything before forwarding, shared by HTTP and WebSocket: target normalization,
    * Host, identity, the decision and its audit record. A refusal comes back as a status.
    */
-  #authorize(request: IncomingMessage, requestId: string): Authorized | { status: number; error: string } {
+  async #authorize(
+    request: IncomingMessage,
+    requestId: string,
+  ): Promise<Authorized | { status: number; error: string }> {
     const target = normalizeTarget(request.url ?? '/');
     if ('problem' in target) return { status: 400, error: `bad-request-target:${target.problem}` };
     const host = hostOf(request.headers.host);
     if (host === undefined || hasRepeatedHost(request.rawHeaders)) return { status: 400, error: 'bad-host' };
-    const identity = this.#options.authenticate(request);
+    const set = this.#options.policies();
+    const route = set.routeFor(host, target.path);
+    const found = this.#options.authenticate(request, route?.name);
+    const identity = found instanceof Promise ? await found : found;
     const sourceIp = this.#sourceIp(request);
     const limited = this.#options.limiter?.check(identity?.user.id, sourceIp);
     if (limited?.limited) return { status: 429, error: limited.error };
-    const set = this.#options.policies();
-    const route = set.routeFor(host, target.path);
     const input: PolicyInput = {
       host,
       path: target.path,
@@ -212,7 +224,7 @@ export class AccessProxy {
   };
 
   async #upgrade(request: IncomingMessage, socket: Duplex, head: Buffer, requestId: string): Promise<void> {
-    const verdict = this.#authorize(request, requestId);
+    const verdict = await this.#authorize(request, requestId);
     if ('status' in verdict) {
       refuseUpgrade(socket, verdict.status, verdict.error, requestId);
       return;
@@ -394,7 +406,6 @@ export class AccessProxy {
       return;
     }
     const method = (header('x-forwarded-method') ?? request.method ?? 'GET').toUpperCase();
-    const identity = this.#options.authenticate(request);
     const forwardedFor = header('x-forwarded-for');
     const sourceIp =
       this.#isTrusted(request) && forwardedFor !== undefined
@@ -402,6 +413,8 @@ export class AccessProxy {
         : this.#peer(request);
     const set = this.#options.policies();
     const route = set.routeFor(host, target.path);
+    const found = this.#options.authenticate(request, route?.name);
+    const identity = found instanceof Promise ? await found : found;
     const input: PolicyInput = {
       host,
       path: target.path,

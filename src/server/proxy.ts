@@ -1,12 +1,17 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Redis } from 'ioredis';
 import type { LoadedConfig } from '../config/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import {
+  AccessLimiter,
   AccessProxy,
   AssertionSigner,
   type Authenticator,
+  MemoryWindowCounter,
   type ProxyDecisionRecord,
+  RedisWindowCounter,
   UpstreamGroup,
+  type WindowCounter,
 } from '../proxy/index.ts';
 import { Counter, type Logger, type Registry } from '../telemetry/index.ts';
 
@@ -63,6 +68,28 @@ export async function startProxy(
     child.inc();
   };
 
+  const limits = loaded.config.limits;
+  const redisUrl = loaded.config.redis.url;
+  const redis = redisUrl
+    ? new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 })
+    : undefined;
+  // A dead Redis must not crash the proxy: limits fall back to this replica's counts.
+  redis?.on('error', (error) =>
+    options.logger.warn({ err: error }, 'redis unavailable; limits count locally'),
+  );
+  const counter = (name: string, windowMs: number): WindowCounter =>
+    redis
+      ? new RedisWindowCounter(redis, { prefix: `vigil:${name}`, windowMs })
+      : new MemoryWindowCounter(windowMs);
+  const limiter = new AccessLimiter(
+    { requests: counter('requests', limits.window), denials: counter('denials', limits.lockout_window) },
+    {
+      perIdentity: limits.per_identity,
+      perSource: limits.per_source,
+      lockoutDenials: limits.lockout_denials,
+    },
+  );
+
   let upstreams = upstreamsOf(loaded);
   const record = options.wiring.record;
   const proxy = new AccessProxy({
@@ -74,6 +101,7 @@ export async function startProxy(
     sessionCookie: loaded.config.session.cookie_name,
     trustedProxies: loaded.config.server.trusted_proxies,
     maxBodyBytes: loaded.config.server.max_body_bytes,
+    limiter,
     record: (entry) => {
       count(entry);
       return record === undefined ? true : record(entry);
@@ -92,6 +120,8 @@ export async function startProxy(
     },
     async close() {
       clearInterval(rotation);
+      await limiter.close();
+      redis?.disconnect();
       await Promise.all([...upstreams.values()].map((group) => group.close()));
     },
   };

@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { ConfigWatcher, type LoadedConfig } from '../config/index.ts';
 import { isVigilError, VigilError } from '../errors.ts';
-import { createIdentity, type IdentityService } from '../identity/index.ts';
+import { type AuthResult, createIdentity, type IdentityService } from '../identity/index.ts';
 import { type ApiRoute, ApiRouter, readJson, sendJson } from '../internal/http.ts';
 import { constantTimeEqual } from '../internal/secrets.ts';
 import { openStore, redactUrl, type Store } from '../store/index.ts';
@@ -131,12 +131,21 @@ export async function startServer(
   // Session cookie or bearer JWT; a request without either is anonymous, and only
   // routes whose policy allows anonymous requests (none, by default deny) let it through.
   const secure = config.server.tls !== undefined || (config.server.public_url ?? '').startsWith('https:');
+  const reauthAfter = (routeName: string | undefined): number | undefined =>
+    routeName === undefined
+      ? undefined
+      : watcher.current.config.routes.find((route) => route.name === routeName)?.reauth_after;
+  const toRequestIdentity = (result: AuthResult) => {
+    const found = result.identity;
+    if (found === undefined) return undefined;
+    const { userId, email, groups, claims, amr, authTime } = found;
+    return { key: found.key, user: { id: userId, email, groups, claims, amr, authTime } };
+  };
   const proxyWiring: ProxyWiring = {
-    authenticate: (request) => {
-      const found = identity.authenticateSync(request).identity;
-      if (found === undefined) return undefined;
-      const { userId, email, groups, claims, amr, authTime } = found;
-      return { key: found.key, user: { id: userId, email, groups, claims, amr, authTime } };
+    authenticate: (request, routeName) => {
+      const reauthAfterMs = reauthAfter(routeName);
+      const result = identity.authenticate(request, reauthAfterMs === undefined ? {} : { reauthAfterMs });
+      return result instanceof Promise ? result.then(toRequestIdentity) : toRequestIdentity(result);
     },
     reserved: identity.reservedHandlers(secure),
   };

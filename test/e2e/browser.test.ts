@@ -3,7 +3,6 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { chromium } from 'playwright-core';
-import { freePort } from '../support/cookie-jar.ts';
 import { startUp, stopUp } from '../support/demo.ts';
 import { tempDir } from '../support/tmp.ts';
 
@@ -13,7 +12,7 @@ const ARTIFACTS = new URL('../artifacts/', import.meta.url).pathname;
 describe('the vigil up demo in a real browser (headless Chromium)', async () => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (bash .ci/run does)`);
   mkdirSync(ARTIFACTS, { recursive: true });
-  const { child, summary } = await startUp(await freePort(), join(tempDir(), 'data'));
+  const { child, summary } = await startUp(undefined, join(tempDir(), 'data'));
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [

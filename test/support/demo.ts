@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { CLI } from './cli.ts';
 
@@ -11,11 +12,41 @@ export interface DemoSummary {
   users: { name: string; password: string; groups: string[] }[];
 }
 
-/** Starts `vigil up --json` and reads its one JSON line. */
-export async function startUp(
-  port: number,
-  dataDir: string,
-): Promise<{ child: ChildProcess; summary: DemoSummary }> {
+type Started = { child: ChildProcess; summary: DemoSummary };
+
+/** A port P with P, P+1 and P+2 free right now (vigil up listens on all three). */
+export async function freePortTriple(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 30_000);
+    if ((await Promise.all([0, 1, 2].map((offset) => isFree(port + offset)))).every(Boolean)) return port;
+  }
+  throw new Error('no three consecutive free ports found');
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * Starts `vigil up --json` and reads its one JSON line. Without a port it picks three
+ * free ones, and tries again if another test took one of them in the meantime.
+ */
+export async function startUp(port: number | undefined, dataDir: string): Promise<Started> {
+  if (port !== undefined) return startUpOn(port, dataDir);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startUpOn(await freePortTriple(), dataDir);
+    } catch (error) {
+      if (attempt >= 3 || !/EADDRINUSE/.test(String(error))) throw error;
+    }
+  }
+}
+
+async function startUpOn(port: number, dataDir: string): Promise<Started> {
   const child = spawn(
     process.execPath,
     [CLI, 'up', '--json', '--port', String(port), '--data-dir', dataDir],

@@ -95,6 +95,7 @@ export async function startProxy(
     maxBodyBytes?: number;
     trustedProxies?: string[];
     record?: (r: ProxyDecisionRecord) => boolean;
+    limiter?: AccessLimiter;
   } = {},
 ): Promise<ProxyHarness> {
   const set = compilePolicies([parsePolicyText(TEST_POLICY, 'test-policy.yaml')], {
