@@ -343,6 +343,23 @@ export function configSchema(baseDir: string) {
         })
         .prefault({})
         .describe('rate limits and lockout; shared across replicas through redis.url when set'),
+      audit: z
+        .strictObject({
+          on_full: z
+            .enum(['fail-closed', 'shed'])
+            .default('fail-closed')
+            .describe(
+              'when the write queue is full: deny new requests (fail-closed) or drop events and count them',
+            ),
+          queue_limit: z
+            .number()
+            .int()
+            .positive()
+            .default(100_000)
+            .describe('decisions waiting to be written before on_full applies'),
+        })
+        .prefault({})
+        .describe('the hash-chained audit log of every decision (see docs/audit.md)'),
       policy_files: z.array(path).default([]).describe('policy YAML files (see docs/policy.md)'),
       routes: z.array(route).default([]).describe('what the proxy serves and which policy guards it'),
       identity_providers: z

@@ -50,7 +50,11 @@ export interface ProxyDecisionRecord {
   sourceIp: string;
   user: string | null;
   device: string | null;
+  /** Key of the credential used (session id or token hash, never the credential itself). */
+  session: string | null;
   decision: Decision;
+  /** Time spent authenticating and deciding, in milliseconds. */
+  latencyMs: number;
   /** Which enforcement point decided: the proxy itself or forward-auth. */
   via: 'proxy' | 'forward-auth';
 }
@@ -181,6 +185,7 @@ export class AccessProxy {
     if ('problem' in target) return { status: 400, error: `bad-request-target:${target.problem}` };
     const host = hostOf(request.headers.host);
     if (host === undefined || hasRepeatedHost(request.rawHeaders)) return { status: 400, error: 'bad-host' };
+    const startedAt = performance.now();
     const set = this.#options.policies();
     const route = set.routeFor(host, target.path);
     const found = this.#options.authenticate(request, route?.name);
@@ -200,7 +205,7 @@ export class AccessProxy {
       clientCertificate: isClientCertificatePresent(request),
     };
     const decision = route === undefined ? set.decide(input) : route.decide(input);
-    if (!this.#record(requestId, input, identity, decision, 'proxy'))
+    if (!this.#record(requestId, input, identity, decision, 'proxy', startedAt))
       return { status: 503, error: 'audit-unavailable' };
     // Lockout counts refusals by policy, not visitors who have yet to log in.
     if (!permits(decision) && !decision.reasons.includes('user-unauthenticated')) {
@@ -411,6 +416,7 @@ export class AccessProxy {
       this.#isTrusted(request) && forwardedFor !== undefined
         ? (forwardedFor.split(',')[0]?.trim() ?? this.#peer(request))
         : this.#peer(request);
+    const startedAt = performance.now();
     const set = this.#options.policies();
     const route = set.routeFor(host, target.path);
     const found = this.#options.authenticate(request, route?.name);
@@ -426,7 +432,7 @@ export class AccessProxy {
       device: identity?.device,
     };
     const decision = route === undefined ? set.decide(input) : route.decide(input);
-    if (!this.#record(requestId, input, identity, decision, 'forward-auth')) {
+    if (!this.#record(requestId, input, identity, decision, 'forward-auth', startedAt)) {
       sendError(response, 503, 'audit-unavailable', requestId);
       return;
     }
@@ -488,6 +494,7 @@ export class AccessProxy {
     identity: RequestIdentity | undefined,
     decision: Decision,
     via: ProxyDecisionRecord['via'],
+    startedAt: number,
   ): boolean {
     const record = this.#options.record;
     if (record === undefined) return true;
@@ -501,7 +508,9 @@ export class AccessProxy {
       sourceIp: input.sourceIp ?? '',
       user: identity?.user.id ?? null,
       device: identity?.device?.id ?? null,
+      session: identity?.key ?? null,
       decision,
+      latencyMs: performance.now() - startedAt,
       via,
     });
   }

@@ -17,6 +17,7 @@ import {
   type Registry,
 } from '../telemetry/index.ts';
 import { resolveAdminToken } from './admin-token.ts';
+import { startAudit } from './audit.ts';
 import { createListener, drain, listen, urlOf } from './listeners.ts';
 import { openApiDocument } from './openapi.ts';
 import { type ServingPolicies, startPolicies } from './policies.ts';
@@ -121,7 +122,8 @@ export async function startServer(
       },
     }),
   };
-  router.add(statusRoute, ...policies.routes, ...identity.adminRoutes);
+  const audit = startAudit(loaded, { store, logger, metrics });
+  router.add(statusRoute, ...policies.routes, ...identity.adminRoutes, ...audit.routes);
 
   const admin = createListener(
     (request, response) =>
@@ -148,6 +150,7 @@ export async function startServer(
       return result instanceof Promise ? result.then(toRequestIdentity) : toRequestIdentity(result);
     },
     reserved: identity.reservedHandlers(secure),
+    record: audit.record,
   };
   let serving: ServingProxy | undefined;
   const proxy = createListener((request, response) => {
@@ -169,6 +172,7 @@ export async function startServer(
     policies.close();
     admin.close();
     await identity.close();
+    await audit.close();
     await store.close();
     throw error;
   }
@@ -203,6 +207,8 @@ export async function startServer(
         await Promise.all([drain(proxy, timeout), drain(admin, timeout)]);
         await servingProxy.close();
         await identity.close();
+        // Flushes what is queued: every acknowledged decision is on disk before exit.
+        await audit.close();
         await store.close();
         logger.info('vigil server stopped');
         logger.flush();

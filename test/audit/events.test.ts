@@ -16,7 +16,9 @@ const proxied: ProxyDecisionRecord = {
   sourceIp: '198.51.100.7',
   user: 'dev:alice',
   device: null,
+  session: null,
   decision: { effect: 'deny', rule: null, reasons: ['group-missing'], mode: 'enforce', route: 'wiki' },
+  latencyMs: 0,
   via: 'forward-auth',
 };
 

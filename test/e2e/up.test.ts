@@ -3,14 +3,15 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI } from '../support/cli.ts';
+import { CLI, runCli } from '../support/cli.ts';
 import { Browser } from '../support/cookie-jar.ts';
 import { startUp, stopUp } from '../support/demo.ts';
 import { tempDir } from '../support/tmp.ts';
 
 describe('vigil up (the demo)', () => {
-  it('prints the demo as JSON; alice reaches the engineering app, bob gets the deny page; SIGTERM stops it', async () => {
-    const { child, summary } = await startUp(undefined, join(tempDir(), 'data'));
+  it('prints the demo as JSON; alice reaches the engineering app, bob gets the deny page; SIGTERM stops it; every decision is in the verified audit log', async () => {
+    const dataDir = join(tempDir(), 'data');
+    const { child, summary } = await startUp(undefined, dataDir);
     try {
       assert.match(summary.proxy, /^http:\/\/127\.0\.0\.1:\d+$/);
       assert.deepEqual(
@@ -42,6 +43,27 @@ describe('vigil up (the demo)', () => {
     } finally {
       assert.equal(await stopUp(child), 0);
     }
+    // Every decision is in the hash-chained log, flushed on shutdown.
+    const database = `sqlite://${join(dataDir, 'vigil.db')}`;
+    const denied = await runCli([
+      'audit',
+      'query',
+      '--database',
+      database,
+      '--decision',
+      'deny',
+      '--route',
+      'engineering',
+      '--json',
+    ]);
+    assert.equal(denied.code, 0, denied.stderr);
+    const events = JSON.parse(denied.stdout) as { user: string | null; reasons: string[] }[];
+    assert.ok(
+      events.some((event) => event.user === 'dev:bob' && event.reasons.includes('group-missing')),
+      denied.stdout,
+    );
+    const verified = await runCli(['audit', 'verify', '--database', database]);
+    assert.equal(verified.code, 0, verified.stdout + verified.stderr);
   });
 
   it('refuses a port that is not a number with a usage error', async () => {

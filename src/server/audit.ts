@@ -1,0 +1,72 @@
+import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  type AuditLog,
+  auditApiRoutes,
+  bruteForceDetector,
+  createAuditLog,
+  decisionEvent,
+  lateralMovementDetector,
+  newDeviceDetector,
+  postureDetector,
+  registerAuditMetrics,
+  tokenReplayDetector,
+} from '../audit/index.ts';
+import type { LoadedConfig } from '../config/index.ts';
+import type { ApiRoute } from '../internal/http.ts';
+import { readSecretFile } from '../internal/secrets.ts';
+import type { ProxyDecisionRecord } from '../proxy/index.ts';
+import type { Store } from '../store/index.ts';
+import type { Logger, Registry } from '../telemetry/index.ts';
+
+export interface ServingAudit {
+  readonly log: AuditLog;
+  readonly routes: ApiRoute[];
+  /** The proxy's record hook: false when the queue refuses the event (fail closed). */
+  record(entry: ProxyDecisionRecord): boolean;
+  close(): Promise<void>;
+}
+
+/**
+ * The audit log key signs checkpoints of the hash chain. Like the admin token it is
+ * generated on first start into the data dir (0600) unless it already exists.
+ */
+function auditKey(dataDir: string): KeyObject {
+  const path = join(dataDir, 'audit-key.pem');
+  const existing = readSecretFile(path);
+  if ('value' in existing) return createPrivateKey(existing.value);
+  if (existing.problem === 'too-open')
+    throw new Error(`${path} is readable by group or others; run chmod 600 ${path}`);
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  writeFileSync(path, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  return privateKey;
+}
+
+/** The audit capability as the server runs it: writer, detectors, metrics, API. */
+export function startAudit(
+  loaded: LoadedConfig,
+  options: { store: Store; logger: Logger; metrics: Registry },
+): ServingAudit {
+  const settings = loaded.config.audit;
+  const log = createAuditLog(options.store, {
+    logger: options.logger,
+    onFull: settings.on_full,
+    queueLimit: settings.queue_limit,
+    signer: { privateKey: auditKey(loaded.config.server.data_dir), kid: 'audit' },
+    detectors: [
+      bruteForceDetector(),
+      lateralMovementDetector(),
+      postureDetector(),
+      newDeviceDetector(),
+      tokenReplayDetector(),
+    ],
+  });
+  registerAuditMetrics(options.metrics, log);
+  return {
+    log,
+    routes: auditApiRoutes(log),
+    record: (entry) => log.enqueue(decisionEvent(entry)),
+    close: () => log.close(),
+  };
+}
