@@ -150,6 +150,29 @@ export function leafValidity(
   return { now, notBefore: new Date(notBefore), notAfter: new Date(notAfter) };
 }
 
+/**
+ * A part already DER-encoded, stood in for a schema value. @peculiar's serializer takes
+ * any object with toASN/fromASN as is (its "convertible" protocol) and asks the block it
+ * returns to write itself, so parts that are the same for every leaf (issuer name, fixed
+ * extensions) and the signed TBS itself are encoded once instead of on every call.
+ */
+function preEncoded<T>(der: ArrayBuffer): T {
+  const block = {
+    toBER(_sizeOnly?: boolean, writer?: { write(buffer: ArrayBuffer): void }): ArrayBuffer {
+      if (!writer) return der;
+      writer.write(der);
+      return new ArrayBuffer(0);
+    },
+  };
+  const convertible = {
+    toASN: () => block,
+    fromASN: () => {
+      throw new TypeError('pre-encoded parts are write-only');
+    },
+  };
+  return convertible as unknown as T;
+}
+
 /** Builds an extension from a value of @peculiar's ASN.1 schema classes. */
 function extension(extnID: string, critical: boolean, value: unknown): asn1X509.Extension {
   return new asn1X509.Extension({
@@ -160,25 +183,22 @@ function extension(extnID: string, critical: boolean, value: unknown): asn1X509.
 }
 
 // Extensions every leaf of a kind shares, built once.
-const LEAF_CONSTRAINTS = extension(
-  asn1X509.id_ce_basicConstraints,
-  true,
-  new asn1X509.BasicConstraints({ cA: false }),
+const fixed = (value: asn1X509.Extension) => preEncoded<asn1X509.Extension>(AsnConvert.serialize(value));
+const LEAF_CONSTRAINTS = fixed(
+  extension(asn1X509.id_ce_basicConstraints, true, new asn1X509.BasicConstraints({ cA: false })),
 );
-const LEAF_KEY_USAGE = extension(
-  asn1X509.id_ce_keyUsage,
-  true,
-  new asn1X509.KeyUsage(asn1X509.KeyUsageFlags.digitalSignature),
+const LEAF_KEY_USAGE = fixed(
+  extension(asn1X509.id_ce_keyUsage, true, new asn1X509.KeyUsage(asn1X509.KeyUsageFlags.digitalSignature)),
 );
-const DEVICE_USAGES = extension(
-  asn1X509.id_ce_extKeyUsage,
-  false,
-  new asn1X509.ExtendedKeyUsage([asn1X509.id_kp_clientAuth]),
+const DEVICE_USAGES = fixed(
+  extension(asn1X509.id_ce_extKeyUsage, false, new asn1X509.ExtendedKeyUsage([asn1X509.id_kp_clientAuth])),
 );
-const WORKLOAD_USAGES = extension(
-  asn1X509.id_ce_extKeyUsage,
-  false,
-  new asn1X509.ExtendedKeyUsage([asn1X509.id_kp_serverAuth, asn1X509.id_kp_clientAuth]),
+const WORKLOAD_USAGES = fixed(
+  extension(
+    asn1X509.id_ce_extKeyUsage,
+    false,
+    new asn1X509.ExtendedKeyUsage([asn1X509.id_kp_serverAuth, asn1X509.id_kp_clientAuth]),
+  ),
 );
 
 function rdn(type: string, value: string): asn1X509.RelativeDistinguishedName {
@@ -212,15 +232,17 @@ function prepare(signer: LeafSigner): PreparedSigner {
     (item) => item.extnID === asn1X509.id_ce_subjectKeyIdentifier,
   );
   const prepared: PreparedSigner = {
-    issuer: certificate.tbsCertificate.subject,
+    issuer: preEncoded<asn1X509.Name>(AsnConvert.serialize(certificate.tbsCertificate.subject)),
     ...signatureAlgorithm(signer.key),
     authorityKeyId: keyId
-      ? extension(
-          asn1X509.id_ce_authorityKeyIdentifier,
-          false,
-          new asn1X509.AuthorityKeyIdentifier({
-            keyIdentifier: AsnConvert.parse(keyId.extnValue.buffer, asn1X509.SubjectKeyIdentifier),
-          }),
+      ? fixed(
+          extension(
+            asn1X509.id_ce_authorityKeyIdentifier,
+            false,
+            new asn1X509.AuthorityKeyIdentifier({
+              keyIdentifier: AsnConvert.parse(keyId.extnValue.buffer, asn1X509.SubjectKeyIdentifier),
+            }),
+          ),
         )
       : undefined,
   };
@@ -288,12 +310,13 @@ function signLeaf(signer: LeafSigner, csr: CheckedCsr, template: LeafTemplate): 
     subjectPublicKeyInfo: csr.subjectPublicKeyInfo,
     extensions: new asn1X509.Extensions(extensions),
   });
-  const tbs = new Uint8Array(AsnConvert.serialize(tbsCertificate));
-  const signature = sign(prepared.digest, tbs, { key: signer.key, dsaEncoding: 'der' });
+  const tbs = AsnConvert.serialize(tbsCertificate);
+  const signature = sign(prepared.digest, new Uint8Array(tbs), { key: signer.key, dsaEncoding: 'der' });
   const der = new Uint8Array(
     AsnConvert.serialize(
       new asn1X509.Certificate({
-        tbsCertificate,
+        // The bytes just signed, not a second encoding of the same structure.
+        tbsCertificate: preEncoded<asn1X509.TBSCertificate>(tbs),
         signatureAlgorithm: prepared.algorithm,
         signatureValue: new Uint8Array(signature).buffer,
       }),
