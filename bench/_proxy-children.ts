@@ -1,7 +1,6 @@
 // Child processes for bench/proxy.ts: the upstream and the bare pass-through baseline.
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { pipeline } from 'node:stream/promises';
 import { Pool } from 'undici';
 
 const [role, target] = process.argv.slice(2);
@@ -25,7 +24,8 @@ if (role === 'upstream') {
       })
       .then(async (upstream) => {
         response.writeHead(upstream.statusCode, upstream.headers as Record<string, string>);
-        await pipeline(upstream.body, response);
+        upstream.body.on('error', () => response.destroy());
+        upstream.body.pipe(response);
       })
       .catch(() => {
         response.statusCode = 502;

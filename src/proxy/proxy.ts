@@ -3,7 +3,6 @@ import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:ht
 import { BlockList, isIPv6, connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { connect as tlsConnect } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { type Clock, systemClock } from '../internal/clock.ts';
@@ -345,7 +344,9 @@ export class AccessProxy {
       return;
     }
     response.writeHead(upstreamResponse.statusCode, downstreamHeaders(upstreamResponse.headers));
-    await pipeline(upstreamResponse.body, response);
+    // pipe, not stream.pipeline: pipeline aborts an internal AbortController on every
+    // completion, which costs a DOMException per request on this hot path.
+    relay(upstreamResponse.body, response);
   }
 
   #refuse(
@@ -539,6 +540,15 @@ export class AccessProxy {
     }
     return hops[0] ?? peer;
   }
+}
+
+/** Streams an upstream body to the client; either side failing ends both. */
+function relay(body: Readable, response: ServerResponse): void {
+  body.on('error', () => response.destroy());
+  response.on('close', () => {
+    if (!body.readableEnded) body.destroy();
+  });
+  body.pipe(response);
 }
 
 /** Host header → lower-case host without port; undefined when absent or malformed. */
