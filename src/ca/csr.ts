@@ -1,6 +1,5 @@
 import { createPublicKey, type KeyObject, verify } from 'node:crypto';
 import { CertificationRequest } from '@peculiar/asn1-csr';
-import { ECParameters } from '@peculiar/asn1-ecc';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import * as asn1X509 from '@peculiar/asn1-x509';
 import { VigilError, type VigilErrorCode } from '../errors.ts';
@@ -19,22 +18,11 @@ const MIN_RSA_BITS = 2048;
 const MAX_RSA_BITS = 8192;
 
 const OID = {
-  ecPublicKey: '1.2.840.10045.2.1',
-  ed25519: '1.3.101.112',
-  rsaEncryption: '1.2.840.113549.1.1.1',
-  p256: '1.2.840.10045.3.1.7',
-  p384: '1.3.132.0.34',
   extensionRequest: '1.2.840.113549.1.9.14',
   subjectAltName: '2.5.29.17',
   basicConstraints: '2.5.29.19',
   keyUsage: '2.5.29.15',
 } as const;
-
-/** Curves a leaf key may use, with their JWK name and coordinate size. */
-const CURVES: Readonly<Record<string, { crv: string; size: number; type: string }>> = {
-  [OID.p256]: { crv: 'P-256', size: 32, type: 'ecdsa-p256' },
-  [OID.p384]: { crv: 'P-384', size: 48, type: 'ecdsa-p384' },
-};
 
 /** CSR signature algorithms and the digest node:crypto verifies them with (null: the key decides). */
 const SIGNATURE_DIGESTS: Readonly<Record<string, string | null>> = {
@@ -51,6 +39,10 @@ const SIGNATURE_DIGESTS: Readonly<Record<string, string | null>> = {
 export interface CheckedCsr {
   /** The requested key, exactly as the CSR carries it; it goes into the certificate as is. */
   subjectPublicKeyInfo: asn1X509.SubjectPublicKeyInfo;
+  /** Its DER encoding. */
+  subjectPublicKeyInfoDer: ArrayBuffer;
+  /** The same key as node:crypto holds it (already checked to be a valid point). */
+  publicKey: KeyObject;
   /** ecdsa-p256, ecdsa-p384, ed25519, rsa-N */
   keyType: string;
   /** URI SANs the CSR asked for (at most one, by then). */
@@ -100,7 +92,7 @@ export function checkCsr(input: string | Uint8Array, policy: CsrPolicy = DEFAULT
   const info = request.certificationRequestInfo;
   if (!info?.subjectPKInfo || !request.certificationRequestInfoRaw) throw malformed();
 
-  const { key, keyType } = publicKeyOf(info.subjectPKInfo, policy);
+  const { key, keyType, der } = publicKeyOf(info.subjectPKInfo, policy);
 
   const digest = SIGNATURE_DIGESTS[request.signatureAlgorithm.algorithm];
   if (digest === undefined) throw refused('ERR_CA_CSR_SIGNATURE', 'unsupported signature algorithm');
@@ -146,7 +138,13 @@ export function checkCsr(input: string | Uint8Array, policy: CsrPolicy = DEFAULT
     // Other requested extensions are ignored: the CA never copies an extension from a CSR.
   }
   if (uris.length > 1) throw refused('ERR_CA_CSR_EXTRA_SAN', 'more than one URI subject alternative name');
-  return { subjectPublicKeyInfo: info.subjectPKInfo, keyType, uris };
+  return {
+    subjectPublicKeyInfo: info.subjectPKInfo,
+    subjectPublicKeyInfoDer: der,
+    publicKey: key,
+    keyType,
+    uris,
+  };
 }
 
 function parseExtension<T>(value: ArrayBuffer, type: new () => T): T {
@@ -166,59 +164,48 @@ function requestedExtensions(attributes: readonly asn1X509.Attribute[]): asn1X50
   return extensions;
 }
 
-/** The CSR's key as a node:crypto key, after the key-type policy. */
+/** Leaf key types by what OpenSSL reports for them. */
+const EC_CURVES: Readonly<Record<string, string>> = { prime256v1: 'ecdsa-p256', secp384r1: 'ecdsa-p384' };
+
+/**
+ * The CSR's key as OpenSSL parses it (which also rejects points off their curve), after
+ * the key-type policy; with its DER, which goes into the certificate unchanged.
+ */
 function publicKeyOf(
   spki: asn1X509.SubjectPublicKeyInfo,
   policy: CsrPolicy,
-): { key: KeyObject; keyType: string } {
-  const algorithm = spki.algorithm.algorithm;
-  const bits = new Uint8Array(spki.subjectPublicKey);
+): { key: KeyObject; keyType: string; der: ArrayBuffer } {
+  let der: ArrayBuffer;
+  let key: KeyObject;
+  try {
+    der = AsnConvert.serialize(spki);
+    key = createPublicKey({ key: Buffer.from(der), format: 'der', type: 'spki' });
+  } catch (error) {
+    throw refused('ERR_CA_CSR_KEY_TYPE', 'public key does not parse', 400, error);
+  }
   const notAllowed = (shown: string, why = 'P-256, P-384, Ed25519') =>
     refused('ERR_CA_CSR_KEY_TYPE', `key type ${shown} not allowed (${why})`);
-  const fromJwk = (jwk: Record<string, string>): KeyObject => {
-    try {
-      return createPublicKey({ key: jwk, format: 'jwk' });
-    } catch (error) {
-      throw refused('ERR_CA_CSR_KEY_TYPE', 'public key is not a valid point', 400, error);
+  const details = key.asymmetricKeyDetails;
+  switch (key.asymmetricKeyType) {
+    case 'ed25519':
+      return { key, keyType: 'ed25519', der };
+    case 'ec': {
+      const keyType = EC_CURVES[details?.namedCurve ?? ''];
+      if (keyType === undefined) throw notAllowed(`ecdsa ${details?.namedCurve ?? 'unknown curve'}`);
+      return { key, keyType, der };
     }
-  };
-  if (algorithm === OID.ed25519) {
-    if (bits.length !== 32) throw notAllowed('ed25519 (wrong length)');
-    return {
-      key: fromJwk({ kty: 'OKP', crv: 'Ed25519', x: Buffer.from(bits).toString('base64url') }),
-      keyType: 'ed25519',
-    };
-  }
-  if (algorithm === OID.ecPublicKey) {
-    const parameters = spki.algorithm.parameters;
-    const curveOid = parameters ? parseExtension(parameters, ECParameters).namedCurve : undefined;
-    const curve = curveOid === undefined ? undefined : CURVES[curveOid];
-    if (!curve) throw notAllowed(`ecdsa curve ${curveOid ?? 'explicit'}`);
-    // SEC 1 uncompressed point: 0x04 || X || Y.
-    if (bits.length !== 1 + 2 * curve.size || bits[0] !== 0x04)
-      throw notAllowed(`${curve.type} compressed point`);
-    const jwk = {
-      kty: 'EC',
-      crv: curve.crv,
-      x: Buffer.from(bits.subarray(1, 1 + curve.size)).toString('base64url'),
-      y: Buffer.from(bits.subarray(1 + curve.size)).toString('base64url'),
-    };
-    return { key: fromJwk(jwk), keyType: curve.type };
-  }
-  if (algorithm === OID.rsaEncryption) {
-    let key: KeyObject;
-    try {
-      key = createPublicKey({ key: Buffer.from(AsnConvert.serialize(spki)), format: 'der', type: 'spki' });
-    } catch (error) {
-      throw refused('ERR_CA_CSR_KEY_TYPE', 'RSA public key does not parse', 400, error);
+    case 'rsa': {
+      const size = details?.modulusLength ?? 0;
+      if (policy.allowRsa && size >= MIN_RSA_BITS && size <= MAX_RSA_BITS)
+        return { key, keyType: `rsa-${size}`, der };
+      throw notAllowed(
+        `rsa-${size}`,
+        policy.allowRsa
+          ? `RSA keys must be ${MIN_RSA_BITS}-${MAX_RSA_BITS} bits`
+          : 'RSA keys are not enabled',
+      );
     }
-    const size = key.asymmetricKeyDetails?.modulusLength ?? 0;
-    if (policy.allowRsa && size >= MIN_RSA_BITS && size <= MAX_RSA_BITS)
-      return { key, keyType: `rsa-${size}` };
-    throw notAllowed(
-      `rsa-${size}`,
-      policy.allowRsa ? `RSA keys must be ${MIN_RSA_BITS}-${MAX_RSA_BITS} bits` : 'RSA keys are not enabled',
-    );
+    default:
+      throw notAllowed(key.asymmetricKeyType ?? 'unknown');
   }
-  throw notAllowed(algorithm);
 }

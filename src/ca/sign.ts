@@ -207,9 +207,14 @@ function rdn(type: string, value: string): asn1X509.RelativeDistinguishedName {
   ]);
 }
 
+const preRdn = (type: string, value: string) =>
+  preEncoded<asn1X509.RelativeDistinguishedName>(AsnConvert.serialize(rdn(type, value)));
+const ORGANIZATION = preRdn('2.5.4.10', 'Vigil');
+const UNITS = { device: preRdn('2.5.4.11', 'device'), workload: preRdn('2.5.4.11', 'workload') } as const;
+
 /** O=Vigil, OU=<kind>[, CN=<device id>]; the identity itself is the URI SAN. */
 function leafName(kind: LeafKind, commonName?: string): asn1X509.Name {
-  const rdns = [rdn('2.5.4.10', 'Vigil'), rdn('2.5.4.11', kind)];
+  const rdns = [ORGANIZATION, UNITS[kind]];
   if (commonName !== undefined) rdns.push(rdn('2.5.4.3', commonName));
   return new asn1X509.Name(rdns);
 }
@@ -307,7 +312,7 @@ function signLeaf(signer: LeafSigner, csr: CheckedCsr, template: LeafTemplate): 
     issuer: prepared.issuer,
     validity: new asn1X509.Validity({ notBefore, notAfter }),
     subject: template.subjectName,
-    subjectPublicKeyInfo: csr.subjectPublicKeyInfo,
+    subjectPublicKeyInfo: preEncoded<asn1X509.SubjectPublicKeyInfo>(csr.subjectPublicKeyInfoDer),
     extensions: new asn1X509.Extensions(extensions),
   });
   const tbs = AsnConvert.serialize(tbsCertificate);

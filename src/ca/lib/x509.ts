@@ -58,10 +58,28 @@ export function algorithmName(publicKey: x509.PublicKey): string {
  */
 export function randomSerial(): string {
   for (;;) {
-    const bytes = randomBytes(16);
+    const bytes = randomFromPool(16);
     bytes[0] = (bytes[0] ?? 0) & 0x7f;
     if ((bytes[0] ?? 0) >= 0x10) return bytes.toString('hex');
   }
+}
+
+// One call into the CSPRNG per 256 serials: per-call randomBytes costs more than the
+// rest of serial handling when issuing in bulk.
+const POOL_BYTES = 4096;
+let pool = Buffer.alloc(0);
+let poolOffset = 0;
+
+function randomFromPool(size: number): Buffer {
+  if (poolOffset + size > pool.length) {
+    pool = randomBytes(POOL_BYTES);
+    poolOffset = 0;
+  }
+  const slice = Buffer.from(pool.subarray(poolOffset, poolOffset + size));
+  // Zero what was handed out, so that no copy of a serial's randomness lingers in the pool.
+  pool.fill(0, poolOffset, poolOffset + size);
+  poolOffset += size;
+  return slice;
 }
 
 /** Serials compare as lowercase hex without separators or leading zeros (Node prints uppercase). */
