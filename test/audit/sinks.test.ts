@@ -157,6 +157,46 @@ describe('syslog sink', () => {
     );
   });
 
+  it('connects again over TCP after the receiver closed the connection', { timeout: 10_000 }, async () => {
+    const connections: string[][] = [];
+    let firstClosed: () => void = () => {};
+    let secondGot: () => void = () => {};
+    const closed = new Promise<void>((resolve) => {
+      firstClosed = resolve;
+    });
+    const got = new Promise<void>((resolve) => {
+      secondGot = resolve;
+    });
+    const server = createTcpServer((socket) => {
+      const received: string[] = [];
+      const index = connections.push(received) - 1;
+      socket.on('data', (chunk) => {
+        received.push(chunk.toString('utf8'));
+        // The first receiver hangs up after one write, like a restarting collector.
+        if (index === 0) socket.destroy();
+        else secondGot();
+      });
+      if (index === 0) socket.on('close', () => firstClosed());
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    after(() => server.close());
+    const sink = syslogSink({
+      host: '127.0.0.1',
+      port: (server.address() as AddressInfo).port,
+      protocol: 'tcp',
+    });
+    await sink.write([entry(1)]);
+    await closed;
+    // Let the client side see the hang-up (FIN) before the next write.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sink.write([entry(2)]);
+    await got;
+    await sink.close?.();
+    assert.equal(connections.length, 2);
+    assert.match(connections[1]?.join('') ?? '', /seq="2"/);
+  });
+
   it('frames messages over TCP with octet counting', async () => {
     const chunks: Buffer[] = [];
     const server = createTcpServer((socket) => socket.on('data', (chunk) => chunks.push(chunk)));

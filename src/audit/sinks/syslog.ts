@@ -103,6 +103,13 @@ export function syslogSink(options: SyslogSinkOptions): AuditSink {
     if (tcp && !tcp.destroyed) return tcp;
     const socket = connect({ host: options.host, port: options.port });
     socket.on('error', () => socket.destroy());
+    // Once the receiver hangs up, the next batch goes over a fresh connection; writes
+    // in flight when it hung up are lost, as RFC 6587 has no acknowledgements.
+    const forget = () => {
+      if (tcp === socket) tcp = undefined;
+    };
+    socket.on('end', forget);
+    socket.on('close', forget);
     // The receiver never talks back; reading keeps a half-closed socket from lingering.
     socket.resume();
     try {
@@ -118,14 +125,25 @@ export function syslogSink(options: SyslogSinkOptions): AuditSink {
     return socket;
   };
 
-  const sendTcp = async (payload: Buffer) => {
-    const socket = await tcpSocket();
+  const writeTo = async (socket: Socket, payload: Buffer) => {
     try {
       await withTimeout<void>((done) => socket.write(payload, (error) => done(error)), 'write');
     } catch (error) {
       socket.destroy();
-      tcp = undefined;
+      if (tcp === socket) tcp = undefined;
       throw error;
+    }
+  };
+
+  const sendTcp = async (payload: Buffer) => {
+    const reused = tcp !== undefined && !tcp.destroyed;
+    try {
+      await writeTo(await tcpSocket(), payload);
+    } catch (error) {
+      // A kept connection the receiver closed while idle fails on the next write: one
+      // more attempt on a fresh connection. A fresh connection that fails is reported.
+      if (!reused) throw error;
+      await writeTo(await tcpSocket(), payload);
     }
   };
 
