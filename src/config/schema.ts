@@ -140,6 +140,9 @@ export function configSchema(baseDir: string) {
       .string()
       .min(1)
       .describe('name of the policy (from policy_files) that decides who reaches this route'),
+    tls_ca_file: path
+      .optional()
+      .describe("PEM CA bundle that signs the upstreams' certificates (private CA)"),
     mode: z
       .enum(['enforce', 'audit'])
       .default('enforce')
@@ -258,6 +261,22 @@ export function configSchema(baseDir: string) {
             .describe('where SQLite, generated keys and tokens live (env VIGIL_DATA_DIR)'),
           shutdown_timeout: duration('10s').describe('how long in-flight requests may finish on SIGTERM'),
           tls: tls.optional().describe('serve the proxy listener over TLS'),
+          http_redirect_listen: z
+            .string()
+            .optional()
+            .transform((text, ctx) => {
+              if (text === undefined) return undefined;
+              const address = parseListen(text);
+              if (!address) {
+                ctx.addIssue({
+                  code: 'custom',
+                  message: `must be host:port, :port or [ipv6]:port (got "${text}")`,
+                });
+                return z.NEVER;
+              }
+              return address;
+            })
+            .describe('plain-HTTP listener that redirects every route to HTTPS (needs server.tls)'),
           public_url: httpUrl
             .optional()
             .describe(
@@ -404,6 +423,13 @@ export function configSchema(baseDir: string) {
         ),
     })
     .superRefine((config, ctx) => {
+      if (config.server.http_redirect_listen && !config.server.tls) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['server', 'http_redirect_listen'],
+          message: 'redirects to HTTPS need server.tls (a certificate for the proxy listener)',
+        });
+      }
       const seen = new Map<string, number>();
       config.routes.forEach((route, index) => {
         const previous = seen.get(route.name);

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Redis } from 'ioredis';
 import type { LoadedConfig } from '../config/index.ts';
@@ -34,7 +35,12 @@ export interface ProxyWiring {
 }
 
 function upstreamsOf(config: LoadedConfig): Map<string, UpstreamGroup> {
-  return new Map(config.config.routes.map((route) => [route.name, new UpstreamGroup(route.to)]));
+  return new Map(
+    config.config.routes.map((route) => [
+      route.name,
+      new UpstreamGroup(route.to, route.tls_ca_file ? { ca: readFileSync(route.tls_ca_file, 'utf8') } : {}),
+    ]),
+  );
 }
 
 /** The proxy capability as the server runs it: policies, upstreams, assertions, metrics. */

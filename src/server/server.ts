@@ -7,6 +7,7 @@ import { isVigilError, VigilError } from '../errors.ts';
 import { type AuthResult, createIdentity, type IdentityService } from '../identity/index.ts';
 import { type ApiRoute, ApiRouter, readJson, sendJson } from '../internal/http.ts';
 import { constantTimeEqual } from '../internal/secrets.ts';
+import { hostOf } from '../proxy/index.ts';
 import { openStore, redactUrl, type Store } from '../store/index.ts';
 import {
   Counter,
@@ -177,6 +178,25 @@ export async function startServer(
     throw error;
   }
 
+  const redirect = config.server.http_redirect_listen
+    ? createListener(
+        (request, response) => redirectToHttps(request, response, proxyInfo.port, watcher),
+        undefined,
+      )
+    : undefined;
+  if (redirect && config.server.http_redirect_listen) {
+    try {
+      await listen(redirect, config.server.http_redirect_listen, 'http_redirect');
+    } catch (error) {
+      proxy.close();
+      admin.close();
+      await identity.close();
+      await audit.close();
+      await store.close();
+      throw error;
+    }
+  }
+
   const adminUrl = urlOf(adminInfo, false);
   const proxyUrl = urlOf(proxyInfo, config.server.tls !== undefined);
   await identity.attach(config.server.public_url ?? proxyUrl);
@@ -204,7 +224,11 @@ export async function startServer(
         watcher.stop();
         policies.close();
         const timeout = watcher.current.config.server.shutdown_timeout;
-        await Promise.all([drain(proxy, timeout), drain(admin, timeout)]);
+        await Promise.all([
+          drain(proxy, timeout),
+          drain(admin, timeout),
+          ...(redirect ? [drain(redirect, timeout)] : []),
+        ]);
         await servingProxy.close();
         await identity.close();
         // Flushes what is queued: every acknowledged decision is on disk before exit.
@@ -311,4 +335,24 @@ function notFound(): VigilError {
     status: 404,
     publicMessage: 'not found',
   });
+}
+
+/** The plain-HTTP listener: 308 to the same URL over HTTPS, for configured route hosts only. */
+function redirectToHttps(
+  request: IncomingMessage,
+  response: ServerResponse,
+  httpsPort: number,
+  watcher: ConfigWatcher,
+): void {
+  const host = hostOf(request.headers.host);
+  const path = request.url ?? '/';
+  const known =
+    host !== undefined &&
+    watcher.current.config.routes.some((route) => new URL(route.from).hostname === host);
+  if (!known || !path.startsWith('/')) {
+    sendJson(response, 404, { error: 'no-route' });
+    return;
+  }
+  response.writeHead(308, { location: `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}${path}` });
+  response.end();
 }
