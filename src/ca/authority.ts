@@ -183,7 +183,8 @@ export class CertificateAuthority {
       changes.subscribe('revocation', (event) => {
         if (event.action !== 'revoked' || event.id === undefined) return;
         const serial = normalizeSerial(event.id);
-        if (!SERIAL_PATTERN.test(serial)) return;
+        // A serial already known was revoked here (its CRL is fresh) or heard of before.
+        if (!SERIAL_PATTERN.test(serial) || ca.#revoked.has(serial)) return;
         ca.#revoked.add(serial);
         ca.#crls.clear();
       }),
@@ -446,7 +447,10 @@ export class CertificateAuthority {
       .where('revoked_at', 'is', null)
       .execute();
     this.#revoked.add(serial);
-    this.#crls.delete(row.issuer_id);
+    // Re-signed now rather than on the next read, so a CRL fetched right after lists it.
+    if (this.#state.keys.has(row.issuer_id))
+      this.#crls.set(row.issuer_id, await this.#signCrl(row.issuer_id, now));
+    else this.#crls.delete(row.issuer_id);
     await this.#store.changes.publish({ channel: 'revocation', action: 'revoked', id: serial });
     return { serial, revokedAt: new Date(now), reason: reason as RevocationReason };
   }

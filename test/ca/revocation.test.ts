@@ -54,6 +54,21 @@ describe('revocation', () => {
     await t.store.close();
   });
 
+  it('re-signs the CRL on revocation and after half its validity', async () => {
+    const t = await makeCa();
+    const issued = await t.ca.signDeviceCertificate({ csr: await makeCsr(), deviceId: 'd-1' });
+    const before = await t.ca.crl();
+    assert.equal(before.entries, 0);
+    await t.ca.revoke(issued.serial, 'superseded');
+    assert.equal((await t.ca.crl()).entries, 1);
+    t.clock.advance(CRL_VALIDITY_MS / 2 + 1000);
+    const later = await t.ca.crl();
+    assert.ok(later.thisUpdate.getTime() > before.thisUpdate.getTime());
+    assert.equal(later.entries, 1);
+    t.ca.close();
+    await t.store.close();
+  });
+
   it('publishes the revocation on the change feed', async () => {
     const t = await makeCa();
     const issued = await t.ca.signDeviceCertificate({ csr: await makeCsr(), deviceId: 'd-1' });
