@@ -4,9 +4,10 @@ import {
   X509Certificate as NodeX509Certificate,
   randomBytes,
 } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { VigilError } from '../errors.ts';
 import { type Clock, systemClock } from '../internal/clock.ts';
+import { readSecretFile } from '../internal/secrets.ts';
 import type { CaAuthoritiesTable, Store } from '../store/index.ts';
 import type { CsrPolicy } from './csr.ts';
 import {
@@ -274,6 +275,8 @@ export class CertificateAuthority {
     const clock = options.clock ?? systemClock;
     const invalid = (why: string, cause?: unknown) =>
       new VigilError('ERR_CA_IMPORT_INVALID', `cannot import the intermediate: ${why}`, { cause });
+    if (!isTrustDomain(options.trustDomain))
+      throw invalid(`"${options.trustDomain}" is not a valid trust domain`);
     let certs: x509.X509Certificate[];
     try {
       certs = parseCertificates(options.certPem);
@@ -503,7 +506,7 @@ export class CertificateAuthority {
     if (!root)
       throw new VigilError('ERR_CA_ROTATION', 'the root of the current intermediate is not in the store');
     let sealed = root.keyEnc;
-    if (options.rootKeyFile !== undefined) sealed = readFileSync(options.rootKeyFile, 'utf8').trim();
+    if (options.rootKeyFile !== undefined) sealed = readRootKeyFile(options.rootKeyFile);
     if (sealed === null) {
       throw new VigilError(
         'ERR_CA_ROTATION',
@@ -727,6 +730,17 @@ async function refuseIfInitialized(store: Store): Promise<void> {
 
 async function exportPkcs8(key: Key): Promise<Uint8Array> {
   return new Uint8Array(await subtle.exportKey('pkcs8', key));
+}
+
+/** The sealed root key file, held to the same 0600 rule as the CA key file. */
+function readRootKeyFile(path: string): string {
+  const read = readSecretFile(path);
+  if ('problem' in read) {
+    const why =
+      read.problem === 'too-open' ? 'is readable by group or others; run chmod 600' : `is ${read.problem}`;
+    throw new VigilError('ERR_CA_KEY_FILE', `root key file ${path} ${why}`);
+  }
+  return read.value;
 }
 
 function writeRootKeyFile(path: string, sealed: string): void {
