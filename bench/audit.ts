@@ -14,7 +14,7 @@ import type { AuditEventsTable } from '../src/store/index.ts';
 import { openStore, type Store } from '../src/store/index.ts';
 
 const EVENTS = Number(process.argv[2] ?? 200_000);
-const ROUNDS = 2;
+const ROUNDS = 3;
 const POSTGRES_URL =
   process.env.VIGIL_BENCH_POSTGRES_URL ??
   process.env.VIGIL_TEST_POSTGRES_URL ??
