@@ -107,6 +107,27 @@ describe('issuing leaf certificates', () => {
     }
   });
 
+  it('checkPeerCertificate refuses expired certificates and garbage', async () => {
+    const issued = await t.ca.signDeviceCertificate({
+      csr: await makeCsr(),
+      deviceId: 'd-old',
+      ttlMs: 60_000,
+    });
+    t.clock.advance(120_000);
+    assert.deepEqual(t.ca.checkPeerCertificate(issued.pem), { ok: false, reason: 'cert-expired' });
+    assert.deepEqual(t.ca.checkPeerCertificate(new Uint8Array([1, 2, 3])), {
+      ok: false,
+      reason: 'cert-untrusted',
+    });
+    const bundle =
+      t.ca.bundlePem().match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    assert.deepEqual(
+      t.ca.checkPeerCertificate(bundle[1] ?? ''),
+      { ok: false, reason: 'cert-untrusted' },
+      'a CA is no client',
+    );
+  });
+
   it('checkPeerCertificate names the device of a valid client certificate', async () => {
     const issued = await t.ca.signDeviceCertificate({ csr: await makeCsr(), deviceId: 'd-peer' });
     const check = t.ca.checkPeerCertificate(issued.pem);

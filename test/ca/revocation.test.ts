@@ -181,6 +181,33 @@ describe('intermediate rotation', () => {
     await t.store.close();
   });
 
+  it('a second replica on PostgreSQL follows a rotation within 2 s', async () => {
+    const url = freshPostgresUrl();
+    const a = await makeCa({ url });
+    const storeB = await openStore(url);
+    const b = await CertificateAuthority.open({ store: storeB, sealingKey: a.sealingKey, clock: a.clock });
+    try {
+      const count = () => b.bundlePem().match(/BEGIN CERTIFICATE/g)?.length ?? 0;
+      assert.equal(count(), 2);
+      const next = await a.ca.prepareNext();
+      const started = Date.now();
+      while (count() !== 3 && Date.now() - started < 2000) await sleep(10);
+      assert.equal(count(), 3, 'replica b trusts the next intermediate');
+      await a.ca.activateNext();
+      while (
+        (await b.signDeviceCertificate({ csr: await makeCsr(), deviceId: 'd-b' })).issuerId !== next.id
+      ) {
+        assert.ok(Date.now() - started < 4000, 'replica b signs with the new intermediate');
+        await sleep(20);
+      }
+    } finally {
+      a.ca.close();
+      b.close();
+      await a.store.close();
+      await storeB.close();
+    }
+  });
+
   it('the JWKS bundle carries each certificate in x5c', async () => {
     const t = await makeCa();
     const jwks = await t.ca.bundleJwks();
