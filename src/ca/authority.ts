@@ -97,6 +97,8 @@ export interface CertificateAuthorityOptions {
   sealingKey: CaSealingKey;
   clock?: Clock;
   csrPolicy?: CsrPolicy;
+  /** Leaf lifetimes when a call names none (config `ca.device_ttl`, `ca.workload_ttl`); 24 h and 1 h by default. */
+  defaultTtlMs?: { device?: number; workload?: number };
   /**
    * Told when following the change feed fails (a reload after a rotation elsewhere that
    * does not pass the self-check); the CA keeps serving its last good state.
@@ -158,6 +160,7 @@ export class CertificateAuthority {
   readonly #sealingKey: CaSealingKey;
   readonly #clock: Clock;
   readonly #csrPolicy: CsrPolicy | undefined;
+  readonly #defaultTtlMs: { device?: number; workload?: number };
   #state: CaState;
   #leafSigner: LeafSigner | undefined;
   readonly #revoked = new Set<string>();
@@ -169,6 +172,7 @@ export class CertificateAuthority {
     this.#sealingKey = options.sealingKey;
     this.#clock = options.clock ?? systemClock;
     this.#csrPolicy = options.csrPolicy;
+    this.#defaultTtlMs = { ...options.defaultTtlMs };
     this.#state = state;
   }
 
@@ -340,12 +344,18 @@ export class CertificateAuthority {
 
   /** Signs a device certificate and records it; see signDeviceCertificate for the checks. */
   async signDeviceCertificate(params: DeviceCertificateParams): Promise<IssuedCertificate> {
-    return this.#record(signDeviceCertificate(this.#signer(), params));
+    const ttlMs = params.ttlMs ?? this.#defaultTtlMs.device;
+    return this.#record(
+      signDeviceCertificate(this.#signer(), ttlMs === undefined ? params : { ...params, ttlMs }),
+    );
   }
 
   /** Signs a workload X.509-SVID and records it; see signWorkloadCertificate for the checks. */
   async signWorkloadCertificate(params: WorkloadCertificateParams): Promise<IssuedCertificate> {
-    return this.#record(signWorkloadCertificate(this.#signer(), params));
+    const ttlMs = params.ttlMs ?? this.#defaultTtlMs.workload;
+    return this.#record(
+      signWorkloadCertificate(this.#signer(), ttlMs === undefined ? params : { ...params, ttlMs }),
+    );
   }
 
   /** Roots, then current, next and still-needed retired intermediates, PEM. */

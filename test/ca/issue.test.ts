@@ -83,6 +83,21 @@ describe('issuing leaf certificates', () => {
     }
   });
 
+  it('uses the configured default TTLs when a call names none', async () => {
+    const configured = await makeCa({ defaultTtlMs: { device: 2 * 3_600_000, workload: 600_000 } });
+    try {
+      const now = configured.clock.now();
+      const device = await configured.ca.signDeviceCertificate({ csr: await makeCsr(), deviceId: 'd-1' });
+      assert.equal(device.notAfter.getTime(), Math.floor((now + 2 * 3_600_000) / 1000) * 1000);
+      const spiffeId = `spiffe://${TRUST_DOMAIN}/svc`;
+      const workload = await configured.ca.signWorkloadCertificate({ csr: await makeCsr(), spiffeId });
+      assert.equal(workload.notAfter.getTime(), Math.floor((now + 600_000) / 1000) * 1000);
+    } finally {
+      configured.ca.close();
+      await configured.store.close();
+    }
+  });
+
   it('rejects a TTL of zero or beyond the maximum', async () => {
     const csr = await makeCsr();
     await assert.rejects(t.ca.signDeviceCertificate({ csr, deviceId: 'd-1', ttlMs: 0 }), {
