@@ -236,9 +236,11 @@ function prepare(signer: LeafSigner): PreparedSigner {
   const keyId = certificate.tbsCertificate.extensions?.find(
     (item) => item.extnID === asn1X509.id_ce_subjectKeyIdentifier,
   );
+  const { algorithm, digest } = signatureAlgorithm(signer.key);
   const prepared: PreparedSigner = {
     issuer: preEncoded<asn1X509.Name>(AsnConvert.serialize(certificate.tbsCertificate.subject)),
-    ...signatureAlgorithm(signer.key),
+    algorithm: preEncoded<asn1X509.AlgorithmIdentifier>(AsnConvert.serialize(algorithm)),
+    digest,
     authorityKeyId: keyId
       ? fixed(
           extension(
