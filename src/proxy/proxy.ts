@@ -112,6 +112,8 @@ export class AccessProxy {
   readonly #maxBody: number;
   #counter = 0;
   readonly #connections = new Map<string, Set<Duplex>>();
+  /** Open upgraded connections with what they were authorized on, for revalidation. */
+  readonly #upgrades = new Map<Duplex, { request: IncomingMessage; route: string }>();
 
   constructor(options: ProxyOptions) {
     this.#options = options;
@@ -287,20 +289,61 @@ export class AccessProxy {
     socket.pipe(upstreamSocket);
     socket.on('close', () => upstreamSocket.destroy());
     upstreamSocket.on('close', () => socket.destroy());
-    if (identity !== undefined) this.#track(identity.key, socket);
+    if (identity !== undefined) this.#track(identity.key, socket, request, route.name);
   }
 
-  #track(key: string, socket: Duplex): void {
+  #track(key: string, socket: Duplex, request: IncomingMessage, route: string): void {
     let sockets = this.#connections.get(key);
     if (sockets === undefined) {
       sockets = new Set();
       this.#connections.set(key, sockets);
     }
     sockets.add(socket);
+    this.#upgrades.set(socket, { request, route });
     socket.once('close', () => {
       sockets.delete(socket);
+      this.#upgrades.delete(socket);
       if (sockets.size === 0) this.#connections.delete(key);
     });
+  }
+
+  /**
+   * Authenticates and decides again for every open WebSocket, closing those no longer
+   * allowed. The server calls it when sessions, devices or policies change, so that a
+   * revocation ends long-lived connections too, on every replica.
+   */
+  async revalidateConnections(): Promise<number> {
+    let closed = 0;
+    const set = this.#options.policies();
+    for (const [socket, { request, route: routeName }] of this.#upgrades) {
+      const found = this.#options.authenticate(request, routeName);
+      const identity = found instanceof Promise ? await found : found;
+      const target = normalizeTarget(request.url ?? '/');
+      const host = hostOf(request.headers.host);
+      const route = host !== undefined && 'path' in target ? set.routeFor(host, target.path) : undefined;
+      const allowed =
+        identity !== undefined &&
+        route !== undefined &&
+        'path' in target &&
+        host !== undefined &&
+        permits(
+          route.decide({
+            host,
+            path: target.path,
+            method: request.method ?? 'GET',
+            headers: request.headers as Record<string, string | undefined>,
+            sourceIp: this.#sourceIp(request),
+            now: this.#clock.now(),
+            user: identity.user,
+            device: identity.device,
+          }),
+        );
+      if (!allowed) {
+        socket.destroy();
+        closed++;
+      }
+    }
+    return closed;
   }
 
   /** Closes every long-lived connection (WebSocket) opened with a credential; for revocation. */

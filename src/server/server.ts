@@ -208,6 +208,18 @@ export async function startServer(
     wiring: proxyWiring,
   });
   const servingProxy = serving;
+  // A revoked session, device or certificate also ends its open WebSockets, on every
+  // replica: the change feed tells each one, after identity has updated its state.
+  const revalidate = () =>
+    setImmediate(() => {
+      servingProxy.proxy
+        .revalidateConnections()
+        .catch((error: unknown) => logger.warn({ err: error }, 'revalidating connections failed'));
+    });
+  for (const channel of ['session', 'device', 'revocation'] as const)
+    store.changes.subscribe(channel, (event) => {
+      if (event.action !== 'seen' && event.action !== 'created') revalidate();
+    });
   watcher.onChange((next) => servingProxy.reconfigure(next));
   logger.info({ proxy: proxyUrl, admin: adminUrl }, 'vigil server listening');
 

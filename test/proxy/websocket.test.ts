@@ -4,7 +4,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
-import { startProxy } from '../support/proxy-harness.ts';
+import { IDENTITIES, startProxy } from '../support/proxy-harness.ts';
 
 /** A WebSocket echo upstream that also reports the identity header it received. */
 async function startEchoSocketServer(): Promise<string> {
@@ -81,5 +81,32 @@ describe('WebSocket through the proxy', () => {
     assert.equal(proxy.closeConnectionsOf('sess-alice'), 1);
     await closed;
     assert.equal(socket.readyState, WebSocket.CLOSED);
+  });
+
+  it('revalidation closes a socket whose session no longer authenticates, and keeps the others', async () => {
+    const upstream = await startEchoSocketServer();
+    const { url, server, proxy } = await startProxy(upstream);
+    server.on('upgrade', proxy.handleUpgrade);
+    const opened = async (user: string) => {
+      const socket = open(url, user);
+      const greeting = nextMessage(socket);
+      await once(socket, 'open', { signal: AbortSignal.timeout(5000) });
+      await greeting;
+      return socket;
+    };
+    const alice = await opened('alice');
+    const bob = await opened('bob');
+    const saved = IDENTITIES.alice;
+    delete IDENTITIES.alice;
+    try {
+      const closed = once(alice, 'close', { signal: AbortSignal.timeout(5000) });
+      assert.equal(await proxy.revalidateConnections(), 1);
+      await closed;
+      bob.send('still here');
+      assert.equal(await nextMessage(bob), 'echo still here');
+    } finally {
+      if (saved) IDENTITIES.alice = saved;
+      bob.close();
+    }
   });
 });

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { WebSocket, WebSocketServer } from 'ws';
+import { spawnServer } from '../support/cli.ts';
+import { Browser, freePort } from '../support/cookie-jar.ts';
+import { tempDir } from '../support/tmp.ts';
+
+describe('WebSocket through a real vigil server', () => {
+  it('an admin revoking the session closes the open socket within the revocation window', async () => {
+    const upstream = createServer();
+    const sockets = new WebSocketServer({ server: upstream });
+    sockets.on('connection', (socket) => socket.on('message', (data) => socket.send(`echo ${String(data)}`)));
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    after(() => {
+      for (const client of sockets.clients) client.terminate();
+      sockets.close();
+      upstream.close();
+    });
+    const dir = tempDir();
+    const port = await freePort();
+    const proxyUrl = `http://127.0.0.1:${port}`;
+    writeFileSync(
+      join(dir, 'policy.yaml'),
+      'policies:\n  - name: eng\n    rules:\n      - name: engineers\n        allow: { groups: { any: [engineering] } }\n',
+    );
+    const config = join(dir, 'vigil.yaml');
+    writeFileSync(
+      config,
+      `server:
+  proxy_listen: 127.0.0.1:${port}
+  admin_listen: 127.0.0.1:0
+  data_dir: ${join(dir, 'data')}
+log: { format: json }
+dev_idp: { listen: 127.0.0.1:0 }
+policy_files: [policy.yaml]
+routes:
+  - name: live
+    from: ${proxyUrl}/live
+    to: http://127.0.0.1:${(upstream.address() as AddressInfo).port}
+    policy: eng
+`,
+    );
+    const server = await spawnServer(config);
+    try {
+      const alice = new Browser();
+      const landed = await alice.login(`${proxyUrl}/.vigil/login?rd=/.vigil/whoami`, 'alice');
+      assert.ok(landed.status < 500, `login landed with ${landed.status}`);
+      const cookie = alice.jar.header(new URL(proxyUrl)) ?? '';
+      const whoami = JSON.parse((await alice.request(`${proxyUrl}/.vigil/whoami`)).body) as {
+        session_id: string;
+      };
+
+      assert.match(cookie, /_vigil_session=/, 'logged in');
+      const socket = new WebSocket(`ws://127.0.0.1:${port}/live`, { headers: { cookie } });
+      socket.on('unexpected-response', (_request, response) =>
+        assert.fail(`upgrade refused: ${response.statusCode}`),
+      );
+      await once(socket, 'open', { signal: AbortSignal.timeout(5000) });
+      socket.send('hi');
+      const [reply] = (await once(socket, 'message', { signal: AbortSignal.timeout(5000) })) as [Buffer];
+      assert.equal(String(reply), 'echo hi');
+
+      const token = readFileSync(join(dir, 'data', 'admin.token'), 'utf8').trim();
+      const closed = once(socket, 'close', { signal: AbortSignal.timeout(2000) });
+      const revoked = await fetch(`${server.adminUrl}/api/v1/sessions/${whoami.session_id}`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${token}` },
+      });
+      assert.equal(revoked.status, 200);
+      await closed;
+
+      const again = new WebSocket(`ws://127.0.0.1:${port}/live`, { headers: { cookie } });
+      const [, response] = (await once(again, 'unexpected-response', {
+        signal: AbortSignal.timeout(5000),
+      })) as [unknown, { statusCode: number }];
+      assert.equal(response.statusCode, 401, 'the revoked session cannot open a new socket');
+      again.on('error', () => {});
+      again.terminate();
+    } finally {
+      assert.equal((await server.stop()).code, 0);
+    }
+  });
+});
