@@ -1,5 +1,7 @@
-import type { KeyObject, webcrypto } from 'node:crypto';
+import { createPrivateKey, type KeyObject, type webcrypto } from 'node:crypto';
 import { CompactSign, compactVerify } from 'jose';
+import { VigilError } from '../errors.ts';
+import { readSecretFile } from '../internal/secrets.ts';
 import { canonicalJson } from './canonical.ts';
 
 /** A checkpoint key: a WebCrypto key (e.g. from `jose.generateKeyPair('ES256')`) or a node:crypto KeyObject. */
@@ -57,4 +59,39 @@ export async function checkCheckpoint(
     return 'signed payload does not match the checkpoint row';
   }
   return undefined;
+}
+
+/**
+ * Reads the checkpoint signing key from a PEM file (PKCS#8 or SEC1) that only its owner
+ * may read, e.g. for `audit.signing_key_file` in the server config. The key must be EC
+ * P-256 (ES256). Errors name the file, never the key.
+ */
+export function checkpointSignerFromFile(
+  path: string,
+  kid?: string,
+): CheckpointSigner & { privateKey: KeyObject } {
+  const read = readSecretFile(path);
+  if ('problem' in read) {
+    const why =
+      read.problem === 'too-open'
+        ? `readable by others (mode ${read.mode?.toString(8)}); chmod 600 it`
+        : read.problem === 'missing'
+          ? 'not found'
+          : read.problem === 'empty'
+            ? 'empty'
+            : 'not a regular file';
+    throw new VigilError('ERR_AUDIT_KEY_INVALID', `audit signing key ${path}: ${why}`);
+  }
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(read.value);
+  } catch (error) {
+    throw new VigilError('ERR_AUDIT_KEY_INVALID', `audit signing key ${path}: not a PEM private key`, {
+      cause: error,
+    });
+  }
+  if (privateKey.asymmetricKeyType !== 'ec' || privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+    throw new VigilError('ERR_AUDIT_KEY_INVALID', `audit signing key ${path}: must be EC P-256 (ES256)`);
+  }
+  return kid === undefined ? { privateKey } : { privateKey, kid };
 }

@@ -5,7 +5,7 @@
 export { auditApiRoutes } from './api.ts';
 export { canonicalJson } from './canonical.ts';
 export { chainEnvelope, chainHash, GENESIS_HASH } from './chain.ts';
-export type { AuditKey, CheckpointSigner } from './checkpoint.ts';
+export { type AuditKey, type CheckpointSigner, checkpointSignerFromFile } from './checkpoint.ts';
 export {
   type AlertInput,
   DEFAULT_ALERT_DEDUPE_MS,

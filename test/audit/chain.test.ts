@@ -9,10 +9,12 @@ import { sql } from 'kysely';
 import {
   canonicalJson,
   chainHash,
+  checkpointSignerFromFile,
   createAuditLog,
   GENESIS_HASH,
   verifyChain,
 } from '../../src/audit/index.ts';
+import { isVigilError } from '../../src/errors.ts';
 import { ManualClock } from '../../src/internal/clock.ts';
 import { openStore, type Store } from '../../src/store/index.ts';
 import { STORE_TARGETS } from '../support/databases.ts';
@@ -277,6 +279,46 @@ for (const target of STORE_TARGETS) {
     });
   });
 }
+
+describe('checkpoint signing key file', () => {
+  it('reads an owner-only EC P-256 PEM key whose checkpoints verify with its public key', async () => {
+    const { generateKeyPairSync, createPublicKey } = await import('node:crypto');
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const file = join(tempDir(), 'audit-signing.pem');
+    writeFileSync(file, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    const signer = checkpointSignerFromFile(file, 'audit-2026');
+    await withStore(STORE_TARGETS[0]!.freshUrl(), async (store) => {
+      const log = createAuditLog(store, { clock: new ManualClock(T0), signer, checkpointEvery: 1 });
+      log.enqueue(decision());
+      await log.close();
+      const result = await verifyChain(store, { publicKey: createPublicKey(signer.privateKey) });
+      assert.equal(result.ok, true);
+      assert.equal(result.checkpoints, 1);
+    });
+  });
+
+  it('refuses a key file others can read, and a key of the wrong type', async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const dir = tempDir();
+    const open = join(dir, 'open.pem');
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem',
+    });
+    writeFileSync(open, ec, { mode: 0o644 });
+    assert.throws(() => checkpointSignerFromFile(open), /readable by others/);
+    const rsa = join(dir, 'rsa.pem');
+    const rsaKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem',
+    });
+    writeFileSync(rsa, rsaKey, { mode: 0o600 });
+    assert.throws(
+      () => checkpointSignerFromFile(rsa),
+      (error) => isVigilError(error, 'ERR_AUDIT_KEY_INVALID'),
+    );
+  });
+});
 
 describe('canonical JSON', () => {
   it('sorts keys at every level, drops undefined and writes no whitespace', () => {
