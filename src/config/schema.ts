@@ -143,6 +143,18 @@ export function configSchema(baseDir: string) {
     tls_ca_file: path
       .optional()
       .describe("PEM CA bundle that signs the upstreams' certificates (private CA)"),
+    health_check: z
+      .strictObject({
+        path: z
+          .string()
+          .startsWith('/')
+          .describe('path probed on each upstream; 5xx or no answer takes it out'),
+        interval: duration('5s').describe('time between probes'),
+      })
+      .optional()
+      .describe(
+        'active health checks; without them an upstream that refuses connections is skipped for 10 s',
+      ),
     mode: z
       .enum(['enforce', 'audit'])
       .default('enforce')

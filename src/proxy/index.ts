@@ -16,4 +16,4 @@ export {
   RedisWindowCounter,
   type WindowCounter,
 } from './rate-limit.ts';
-export { type Upstream, UpstreamGroup, type UpstreamOptions } from './upstreams.ts';
+export { UPSTREAM_DOWN_MS, type Upstream, UpstreamGroup, type UpstreamOptions } from './upstreams.ts';

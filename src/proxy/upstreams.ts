@@ -9,6 +9,9 @@ export interface UpstreamOptions {
   connections?: number;
   /** Extra CA certificates (PEM) for TLS upstreams with a private CA. */
   ca?: string;
+  /** Path probed on every upstream each `healthIntervalMs`; no active checks when absent. */
+  healthPath?: string;
+  healthIntervalMs?: number;
   clock?: Clock;
 }
 
@@ -29,6 +32,8 @@ const DEFAULTS = {
 };
 /** An upstream that failed to connect is skipped this long, unless all are down. */
 export const UPSTREAM_DOWN_MS = 10_000;
+export const DEFAULT_HEALTH_INTERVAL_MS = 5_000;
+const HEALTH_TIMEOUT_MS = 2_000;
 
 /**
  * The upstreams of one route, used round robin with keep-alive pools. Health is passive:
@@ -38,6 +43,7 @@ export class UpstreamGroup {
   readonly upstreams: readonly Upstream[];
   readonly #clock: Clock;
   #next = 0;
+  #healthTimer: NodeJS.Timeout | undefined;
 
   constructor(urls: readonly string[], options: UpstreamOptions = {}) {
     if (urls.length === 0) throw new TypeError('a route needs at least one upstream');
@@ -59,6 +65,37 @@ export class UpstreamGroup {
         }),
       };
     });
+    if (options.healthPath !== undefined) {
+      const path = options.healthPath;
+      this.#healthTimer = setInterval(
+        () => void this.checkHealth(path),
+        options.healthIntervalMs ?? DEFAULT_HEALTH_INTERVAL_MS,
+      );
+      this.#healthTimer.unref();
+    }
+  }
+
+  /**
+   * Active health check: an upstream that does not answer `path` with a non-5xx status
+   * in time is taken out of rotation until a later check passes.
+   */
+  async checkHealth(path: string): Promise<void> {
+    await Promise.all(
+      this.upstreams.map(async (upstream) => {
+        try {
+          const response = await upstream.pool.request({
+            path: `${upstream.basePath}${path}`,
+            method: 'GET',
+            signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS),
+          });
+          await response.body.dump();
+          if (response.statusCode >= 500) this.markDown(upstream);
+          else upstream.downUntil = 0;
+        } catch {
+          this.markDown(upstream);
+        }
+      }),
+    );
   }
 
   /** The next healthy upstream; when every one is down, the next one anyway. */
@@ -80,6 +117,7 @@ export class UpstreamGroup {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#healthTimer);
     await Promise.all(this.upstreams.map((upstream) => upstream.pool.close()));
   }
 }

@@ -38,7 +38,12 @@ function upstreamsOf(config: LoadedConfig): Map<string, UpstreamGroup> {
   return new Map(
     config.config.routes.map((route) => [
       route.name,
-      new UpstreamGroup(route.to, route.tls_ca_file ? { ca: readFileSync(route.tls_ca_file, 'utf8') } : {}),
+      new UpstreamGroup(route.to, {
+        ...(route.tls_ca_file ? { ca: readFileSync(route.tls_ca_file, 'utf8') } : {}),
+        ...(route.health_check
+          ? { healthPath: route.health_check.path, healthIntervalMs: route.health_check.interval }
+          : {}),
+      }),
     ]),
   );
 }
