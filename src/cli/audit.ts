@@ -269,7 +269,10 @@ export function registerAuditCommand(program: Command): void {
     .command('verify')
     .description('Check the hash chain and signed checkpoints; exit 1 naming the first broken event')
     .option('--database <url>', DATABASE_HELP)
-    .option('--public-key <file>', 'checkpoint public key (PEM or JWK) to verify signatures')
+    .option(
+      '--public-key <file>',
+      'checkpoint key to verify signatures: public key PEM or JWK (the private PEM works too)',
+    )
     .option('--json', 'print the result as JSON')
     .action((options: DatabaseFlag & { publicKey?: string; json?: boolean }) => verify(options));
   addFilters(
