@@ -391,6 +391,19 @@ export function configSchema(baseDir: string) {
         })
         .prefault({})
         .describe('the hash-chained audit log of every decision (see docs/audit.md)'),
+      ca: z
+        .strictObject({
+          key_file: path
+            .optional()
+            .describe(
+              '0600 file with the key that seals the CA private keys (or env VIGIL_CA_KEY); see vigil ca init',
+            ),
+          device_ttl: duration('24h').describe('lifetime of device certificates'),
+          workload_ttl: duration('1h').describe('lifetime of workload certificates'),
+          allow_rsa: z.boolean().default(false).describe('accept RSA (>= 2048 bit) keys in CSRs'),
+        })
+        .optional()
+        .describe('serve the internal CA created with vigil ca init (bundle, CRL, revocation API)'),
       policy_files: z.array(path).default([]).describe('policy YAML files (see docs/policy.md)'),
       routes: z.array(route).default([]).describe('what the proxy serves and which policy guards it'),
       identity_providers: z

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import { CertificateAuthority, caApiRoutes, DEFAULT_CSR_POLICY, loadCaSealingKey } from '../ca/index.ts';
 import { ConfigWatcher, type LoadedConfig } from '../config/index.ts';
 import { isVigilError, VigilError } from '../errors.ts';
 import { type AuthResult, createIdentity, type IdentityService } from '../identity/index.ts';
@@ -124,7 +125,33 @@ export async function startServer(
     }),
   };
   const audit = startAudit(loaded, { store, logger, metrics });
-  router.add(statusRoute, ...policies.routes, ...identity.adminRoutes, ...audit.routes);
+  let ca: CertificateAuthority | undefined;
+  if (config.ca) {
+    try {
+      ca = await CertificateAuthority.open({
+        store,
+        sealingKey: loadCaSealingKey(config.ca.key_file, options.env ?? process.env),
+        csrPolicy: { ...DEFAULT_CSR_POLICY, allowRsa: config.ca.allow_rsa },
+        defaultTtlMs: { device: config.ca.device_ttl, workload: config.ca.workload_ttl },
+        onError: (error) =>
+          logger.error({ err: error }, 'CA update from another replica failed; the last good state serves'),
+      });
+    } catch (error) {
+      await audit.close();
+      await identity.close();
+      policies.close();
+      await store.close();
+      throw error;
+    }
+    logger.info('internal CA ready');
+  }
+  router.add(
+    statusRoute,
+    ...policies.routes,
+    ...identity.adminRoutes,
+    ...audit.routes,
+    ...(ca ? caApiRoutes(ca) : []),
+  );
 
   const admin = createListener(
     (request, response) =>
@@ -174,6 +201,7 @@ export async function startServer(
     admin.close();
     await identity.close();
     await audit.close();
+    ca?.close();
     await store.close();
     throw error;
   }
@@ -245,6 +273,7 @@ export async function startServer(
         await identity.close();
         // Flushes what is queued: every acknowledged decision is on disk before exit.
         await audit.close();
+        ca?.close();
         await store.close();
         logger.info('vigil server stopped');
         logger.flush();

@@ -1,4 +1,5 @@
-import './reflect-metadata.ts';
+// @peculiar/x509 resolves its algorithms through tsyringe, which needs the Reflect metadata API.
+import 'reflect-metadata';
 import { createHash, randomBytes, type webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 
