@@ -22,3 +22,20 @@ describe('configuration reference', () => {
     assert.equal(config.server.data_dir, join('/etc/vigil', '.vigil-data'));
   });
 });
+
+describe('error codes', () => {
+  it('every code of the VigilErrorCode union is documented in docs/errors.md', () => {
+    const source = readFileSync(new URL('../../src/errors.ts', import.meta.url), 'utf8');
+    const union = source.slice(
+      source.indexOf('export type VigilErrorCode'),
+      source.indexOf(';', source.indexOf('export type VigilErrorCode')),
+    );
+    const codes = [...union.matchAll(/'(ERR_[A-Z0-9_]+)'/g)].map((match) => match[1]);
+    assert.ok(codes.length > 20);
+    const docs = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
+    assert.deepEqual(
+      codes.filter((code) => !docs.includes(`\`${code}\``)),
+      [],
+    );
+  });
+});
