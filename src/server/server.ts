@@ -185,6 +185,12 @@ export async function startServer(
     if (serving) serving.proxy.handle(request, response);
     else sendJson(response, 503, { error: 'starting' });
   }, config.server.tls);
+  const tlsFailures = new Counter({
+    name: 'vigil_tls_handshake_failures_total',
+    help: 'TLS handshakes that failed on the proxy listener (bad or revoked client certificates, protocol errors)',
+    registers: [metrics],
+  });
+  proxy.on('tlsClientError', () => tlsFailures.inc());
   proxy.on('upgrade', (request, socket, head) => {
     if (serving) serving.proxy.handleUpgrade(request, socket, head);
     else socket.destroy();
