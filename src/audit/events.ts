@@ -52,6 +52,13 @@ export const decisionEventSchema = z.strictObject({
   latencyMs: z.number().nonnegative(),
   /** `audit`: the policy runs in dry-run and the verdict was recorded, not enforced. */
   mode: z.enum(['enforce', 'audit']).optional(),
+  /**
+   * The identity facts the decision was made on, so that `vigil policy replay` can ask
+   * a draft policy the same question later. Group names and MFA methods, no claims.
+   */
+  groups: z.array(z.string().max(256)).max(MAX_LIST).readonly().optional(),
+  amr: z.array(z.string().max(64)).max(MAX_LIST).readonly().optional(),
+  authTime: time.optional(),
   /** Enforcement point: proxy, forward-auth, gateway, sidecar … */
   via: z.string().max(32).optional(),
   risk: riskList.optional(),
@@ -130,6 +137,9 @@ export interface DecisionFacts {
   };
   via?: string;
   latencyMs?: number;
+  groups?: readonly string[];
+  amr?: readonly string[];
+  authTime?: number;
 }
 
 /**
@@ -157,5 +167,8 @@ export function decisionEvent(facts: DecisionFacts): DecisionEvent {
   if (facts.host !== undefined) event.host = facts.host;
   if (facts.decision.mode !== undefined) event.mode = facts.decision.mode;
   if (facts.via !== undefined) event.via = facts.via;
+  if (facts.groups !== undefined) event.groups = facts.groups.slice(0, MAX_LIST);
+  if (facts.amr !== undefined) event.amr = facts.amr.slice(0, MAX_LIST);
+  if (facts.authTime !== undefined) event.authTime = facts.authTime;
   return event;
 }

@@ -41,7 +41,8 @@ interface FilterFlags {
   until?: string;
 }
 
-async function withStore<T>(options: DatabaseFlag, work: (store: Store) => Promise<T>): Promise<T> {
+/** Opens the database a reading command names (never migrating, never creating a file). */
+export async function withStore<T>(options: DatabaseFlag, work: (store: Store) => Promise<T>): Promise<T> {
   const url = options.database ?? process.env.VIGIL_DATABASE_URL ?? DEFAULT_DATABASE_URL;
   // Opening a SQLite path creates the file; a reading tool must not leave an empty
   // database behind a typo, so a missing file is an error here.

@@ -14,6 +14,7 @@ import {
   runPolicyTests,
 } from '../policy/index.ts';
 import { printObject, printRows } from './output.ts';
+import { registerPolicyReplay } from './policy-replay.ts';
 
 interface JsonFlag {
   json?: boolean;
@@ -191,6 +192,7 @@ export function registerPolicyCommand(program: Command): void {
   const policy = program
     .command('policy')
     .description('policy as code: check, test and evaluate policy files');
+  registerPolicyReplay(policy);
   policy
     .command('check')
     .description('validate policy files: schema, unknown fields, unreachable or shadowed rules, routes')

@@ -44,3 +44,4 @@ import type { Decision } from './types.ts';
 export function permits(decision: Decision): boolean {
   return decision.effect === 'allow' || decision.mode === 'audit';
 }
+export { type RecordedDecision, type ReplayChange, type ReplayReport, replayDecisions } from './replay.ts';

@@ -54,6 +54,10 @@ export interface ProxyDecisionRecord {
   decision: Decision;
   /** Time spent authenticating and deciding, in milliseconds. */
   latencyMs: number;
+  /** The identity facts decided on, for replaying the decision against a draft policy. */
+  groups?: readonly string[];
+  amr?: readonly string[];
+  authTime?: number;
   /** Which enforcement point decided: the proxy itself or forward-auth. */
   via: 'proxy' | 'forward-auth';
 }
@@ -555,6 +559,13 @@ export class AccessProxy {
       session: identity?.key ?? null,
       decision,
       latencyMs: performance.now() - startedAt,
+      ...(identity !== undefined
+        ? {
+            groups: identity.user.groups,
+            ...(identity.user.amr !== undefined ? { amr: identity.user.amr } : {}),
+            ...(identity.user.authTime !== undefined ? { authTime: identity.user.authTime } : {}),
+          }
+        : {}),
       via,
     });
   }
