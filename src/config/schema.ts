@@ -82,6 +82,8 @@ function isCidr(text: string): boolean {
   return family !== 0 && Number(bits) <= (family === 6 ? 128 : 32);
 }
 
+const count = (fallback: number) => z.number().int().positive().default(fallback);
+
 const httpUrl = z.string().refine(
   (text) => {
     try {
@@ -388,6 +390,89 @@ export function configSchema(baseDir: string) {
             .positive()
             .default(100_000)
             .describe('decisions waiting to be written before on_full applies'),
+          detectors: z
+            .strictObject({
+              brute_force: z
+                .strictObject({
+                  threshold: count(5).describe(
+                    'alert when denials from one source exceed this many in the window',
+                  ),
+                  window: duration('5m'),
+                })
+                .prefault({})
+                .describe('repeated denials from one source IP'),
+              lateral_movement: z
+                .strictObject({
+                  max_routes: count(20).describe('distinct routes one identity may reach in the window'),
+                  max_denied_routes: count(5).describe(
+                    'distinct routes one identity may be denied on in the window',
+                  ),
+                  window: duration('15m'),
+                })
+                .prefault({})
+                .describe('one identity sweeping many services'),
+              token_replay: z
+                .strictObject({
+                  window: duration('10m').describe('a second source IP for one session within this'),
+                })
+                .prefault({})
+                .describe('one session or token used from two places'),
+              after_hours: z
+                .strictObject({
+                  time_zone: z
+                    .string()
+                    .refine((zone) => {
+                      try {
+                        new Intl.DateTimeFormat('en', { timeZone: zone });
+                        return true;
+                      } catch {
+                        return false;
+                      }
+                    }, 'must be an IANA time zone such as Europe/Berlin')
+                    .describe('IANA zone of the working hours, e.g. Europe/Berlin'),
+                  workdays: z
+                    .array(z.number().int().min(1).max(7))
+                    .default([1, 2, 3, 4, 5])
+                    .describe('ISO weekdays, 1 = Monday'),
+                  start: z
+                    .string()
+                    .regex(/^\d{2}:\d{2}$/, 'must be HH:MM')
+                    .default('08:00'),
+                  end: z
+                    .string()
+                    .regex(/^\d{2}:\d{2}$/, 'must be HH:MM')
+                    .default('18:00'),
+                })
+                .optional()
+                .describe('access outside working hours (off unless a time zone is set)'),
+            })
+            .prefault({})
+            .describe(
+              'thresholds of the detectors that raise alerts (posture and new-device detectors are always on)',
+            ),
+          webhooks: z
+            .array(
+              z.strictObject({
+                url: httpUrl.describe('receiver; each post carries X-Vigil-Signature (HMAC-SHA256)'),
+                secret_file: secretFile.describe('0600 file with the HMAC key shared with the receiver'),
+                kinds: z
+                  .array(z.enum(['decision', 'admin', 'alert']))
+                  .default(['alert'])
+                  .describe('event kinds posted'),
+              }),
+            )
+            .default([])
+            .describe('webhooks the audit log posts to after each durable batch (on-call, SIEM)'),
+          syslog: z
+            .array(
+              z.strictObject({
+                host: z.string().min(1),
+                port: z.number().int().min(1).max(65_535).default(514),
+                protocol: z.enum(['udp', 'tcp']).default('udp'),
+              }),
+            )
+            .default([])
+            .describe('RFC 5424 syslog receivers the audit log streams to'),
         })
         .prefault({})
         .describe('the hash-chained audit log of every decision (see docs/audit.md)'),

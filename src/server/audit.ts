@@ -3,6 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   type AuditLog,
+  afterHoursDetector,
   auditApiRoutes,
   bruteForceDetector,
   createAuditLog,
@@ -11,7 +12,9 @@ import {
   newDeviceDetector,
   postureDetector,
   registerAuditMetrics,
+  syslogSink,
   tokenReplayDetector,
+  webhookSink,
 } from '../audit/index.ts';
 import type { LoadedConfig } from '../config/index.ts';
 import type { ApiRoute } from '../internal/http.ts';
@@ -55,11 +58,36 @@ export function startAudit(
     queueLimit: settings.queue_limit,
     signer: { privateKey: auditKey(loaded.config.server.data_dir), kid: 'audit' },
     detectors: [
-      bruteForceDetector(),
-      lateralMovementDetector(),
+      bruteForceDetector({
+        threshold: settings.detectors.brute_force.threshold,
+        windowMs: settings.detectors.brute_force.window,
+      }),
+      lateralMovementDetector({
+        maxRoutes: settings.detectors.lateral_movement.max_routes,
+        maxDeniedRoutes: settings.detectors.lateral_movement.max_denied_routes,
+        windowMs: settings.detectors.lateral_movement.window,
+      }),
+      tokenReplayDetector({ windowMs: settings.detectors.token_replay.window }),
       postureDetector(),
       newDeviceDetector(),
-      tokenReplayDetector(),
+      ...(settings.detectors.after_hours
+        ? [
+            afterHoursDetector({
+              timeZone: settings.detectors.after_hours.time_zone,
+              workdays: settings.detectors.after_hours.workdays,
+              start: settings.detectors.after_hours.start,
+              end: settings.detectors.after_hours.end,
+            }),
+          ]
+        : []),
+    ],
+    sinks: [
+      ...settings.webhooks.map((hook) =>
+        webhookSink({ url: hook.url, secret: hook.secret_file.reveal(), kinds: hook.kinds }),
+      ),
+      ...settings.syslog.map((target) =>
+        syslogSink({ host: target.host, port: target.port, protocol: target.protocol }),
+      ),
     ],
   });
   registerAuditMetrics(options.metrics, log);
