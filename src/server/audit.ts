@@ -25,6 +25,8 @@ import type { Logger, Registry } from '../telemetry/index.ts';
 
 export interface ServingAudit {
   readonly log: AuditLog;
+  /** Records an administrative change (policy reloaded, config reloaded …). */
+  admin(action: string, target: string, details?: Record<string, unknown>): void;
   readonly routes: ApiRoute[];
   /** The proxy's record hook: false when the queue refuses the event (fail closed). */
   record(entry: ProxyDecisionRecord): boolean;
@@ -45,6 +47,18 @@ function auditKey(dataDir: string): KeyObject {
   writeFileSync(path, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
   return privateKey;
 }
+
+/** Change-feed events that are administrative actions, and how the log names them. */
+const ADMIN_ACTIONS: Readonly<Record<string, string>> = {
+  'session:created': 'session.created',
+  'session:revoked': 'session.revoked',
+  'session:revoked-user': 'session.revoked',
+  'session:revoked-device': 'session.revoked',
+  'revocation:revoked': 'certificate.revoked',
+  'key:ca-rotated': 'ca.rotated',
+  'device:enrolled': 'device.enrolled',
+  'device:revoked': 'device.revoked',
+};
 
 /** The audit capability as the server runs it: writer, detectors, metrics, API. */
 export function startAudit(
@@ -91,10 +105,35 @@ export function startAudit(
     ],
   });
   registerAuditMetrics(options.metrics, log);
+  const admin = (action: string, target: string, details?: Record<string, unknown>, actor = 'system') => {
+    log.enqueue({
+      kind: 'admin',
+      time: Date.now(),
+      actor,
+      action,
+      target,
+      ...(details !== undefined ? { details } : {}),
+    });
+  };
+  // Session, device and certificate changes made by this replica become admin events.
+  // Each replica hears every change on the feed but records only its own, so a change
+  // is in the log once.
+  const changes = options.store.changes;
+  const unsubscribe = changes.subscribe('*', (event) => {
+    if (event.origin !== changes.origin) return;
+    const action = ADMIN_ACTIONS[`${event.channel}:${event.action}`];
+    if (action === undefined) return;
+    const target = event.id ?? String(Object.values(event.data ?? {})[0] ?? event.channel);
+    admin(action, target, event.data);
+  });
   return {
     log,
     routes: auditApiRoutes(log),
     record: (entry) => log.enqueue(decisionEvent(entry)),
-    close: () => log.close(),
+    admin: (action, target, details) => admin(action, target, details),
+    close: () => {
+      unsubscribe();
+      return log.close();
+    },
   };
 }

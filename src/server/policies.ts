@@ -37,7 +37,13 @@ export interface ServingPolicies {
  */
 export async function startPolicies(
   initial: LoadedConfig,
-  options: { logger: Logger; metrics: Registry; watch: boolean },
+  options: {
+    logger: Logger;
+    metrics: Registry;
+    watch: boolean;
+    /** Told of every policy set that starts serving (for the audit log). */
+    onLoaded?: (files: readonly string[]) => void;
+  },
 ): Promise<ServingPolicies> {
   const reloads = new Counter({
     name: 'vigil_policy_reloads_total',
@@ -103,6 +109,7 @@ export async function startPolicies(
       return;
     }
     options.logger.info({ files: config.config.policy_files.length }, 'policies loaded');
+    options.onLoaded?.(config.config.policy_files);
     rewatch();
   };
   const onSignal = () => void reload(current);

@@ -19,7 +19,7 @@ import {
   type Registry,
 } from '../telemetry/index.ts';
 import { resolveAdminToken } from './admin-token.ts';
-import { startAudit } from './audit.ts';
+import { type ServingAudit, startAudit } from './audit.ts';
 import { createListener, drain, listen, urlOf } from './listeners.ts';
 import { openApiDocument } from './openapi.ts';
 import { type ServingPolicies, startPolicies } from './policies.ts';
@@ -79,9 +79,16 @@ export async function startServer(
   if (!config.admin.token_file)
     logger.info({ path: adminToken.path }, 'admin API token (generated on first start)');
 
+  // Policies load before the audit log starts; reloads after that are recorded.
+  let auditRef: ServingAudit | undefined;
   let policies: ServingPolicies;
   try {
-    policies = await startPolicies(loaded, { logger, metrics, watch: options.watchConfig === true });
+    policies = await startPolicies(loaded, {
+      logger,
+      metrics,
+      watch: options.watchConfig === true,
+      onLoaded: (files) => auditRef?.admin('policy.reloaded', files.join(',') || '(none)', { files }),
+    });
   } catch (error) {
     await store.close();
     throw error;
@@ -125,6 +132,7 @@ export async function startServer(
     }),
   };
   const audit = startAudit(loaded, { store, logger, metrics });
+  auditRef = audit;
   let ca: CertificateAuthority | undefined;
   if (config.ca) {
     try {

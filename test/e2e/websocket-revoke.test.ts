@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
-import { spawnServer } from '../support/cli.ts';
+import { runCli, spawnServer } from '../support/cli.ts';
 import { Browser, freePort } from '../support/cookie-jar.ts';
 import { tempDir } from '../support/tmp.ts';
 
@@ -84,5 +84,19 @@ routes:
     } finally {
       assert.equal((await server.stop()).code, 0);
     }
+    // The login and the revocation are admin events in the audit log.
+    const admin = await runCli([
+      'audit',
+      'query',
+      '--database',
+      `sqlite://${join(dir, 'data', 'vigil.db')}`,
+      '--kind',
+      'admin',
+      '--json',
+    ]);
+    assert.equal(admin.code, 0, admin.stderr);
+    const actions = (JSON.parse(admin.stdout) as { action: string }[]).map((event) => event.action);
+    assert.ok(actions.includes('session.created'), actions.join(','));
+    assert.ok(actions.includes('session.revoked'), actions.join(','));
   });
 });
