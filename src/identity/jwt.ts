@@ -4,6 +4,7 @@ import type { Clock } from '../internal/clock.ts';
 import type { Logger } from '../telemetry/index.ts';
 import { claimAt, optionalString, stringList } from './claims.ts';
 import type { Identity } from './identity.ts';
+import { countingJwksFetch } from './jwks-fetch.ts';
 import type { IdentityReason } from './reasons.ts';
 
 /** Tokens longer than this are refused before any parsing (a JWT from an IdP is a few KiB). */
@@ -84,6 +85,7 @@ export class JwtVerifier {
     const getKey =
       trusted.keys instanceof URL
         ? createRemoteJWKSet(trusted.keys, {
+            ...countingJwksFetch,
             timeoutDuration: JWKS_TIMEOUT_MS,
             cacheMaxAge: trusted.jwksCacheMaxAgeMs ?? JWKS_CACHE_MAX_AGE_MS,
             cooldownDuration: trusted.jwksCooldownMs ?? JWKS_COOLDOWN_MS,

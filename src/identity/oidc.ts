@@ -3,6 +3,7 @@ import { createRemoteJWKSet, importPKCS8, type JWTVerifyGetKey } from 'jose';
 import * as client from 'openid-client';
 import { VigilError } from '../errors.ts';
 import { claimAt, optionalString, stringList } from './claims.ts';
+import { countingJwksFetch } from './jwks-fetch.ts';
 import { JWKS_CACHE_MAX_AGE_MS, JWKS_COOLDOWN_MS, JWKS_TIMEOUT_MS } from './jwt.ts';
 import type { LoginFailureReason } from './reasons.ts';
 import type { RefreshOutcome } from './sessions.ts';
@@ -96,6 +97,7 @@ export class OidcProvider {
       const uri = (await this.configuration()).serverMetadata().jwks_uri;
       if (!uri) throw this.#unavailable(new Error('no jwks_uri in the discovery document'));
       this.#jwks = createRemoteJWKSet(new URL(uri), {
+        ...countingJwksFetch,
         timeoutDuration: JWKS_TIMEOUT_MS,
         cacheMaxAge: JWKS_CACHE_MAX_AGE_MS,
         cooldownDuration: JWKS_COOLDOWN_MS,

@@ -10,6 +10,7 @@ import { Counter, Gauge, type Logger, type Registry } from '../telemetry/index.t
 import { clearCookie, readCookie, setCookie } from './cookies.ts';
 import { DEFAULT_DEV_USERS, type DevIdp, escapeHtml, startDevIdp } from './dev-idp.ts';
 import type { Identity } from './identity.ts';
+import { jwksFetches } from './jwks-fetch.ts';
 import { JwtVerifier, MAX_TOKEN_BYTES, type TrustedIssuer } from './jwt.ts';
 import { OidcProvider } from './oidc.ts';
 import type { IdentityReason, LoginFailureReason } from './reasons.ts';
@@ -158,6 +159,17 @@ export async function createIdentity(options: CreateIdentityOptions): Promise<Id
       registers,
       collect() {
         this.set(sessions.size);
+      },
+    });
+    new Counter({
+      name: 'vigil_identity_jwks_fetches_total',
+      help: 'JWKS documents fetched from identity providers, by result',
+      labelNames: ['result'],
+      registers,
+      collect() {
+        this.reset();
+        this.labels('ok').inc(jwksFetches.ok);
+        this.labels('error').inc(jwksFetches.error);
       },
     });
     new Gauge({

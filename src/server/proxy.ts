@@ -14,7 +14,7 @@ import {
   UpstreamGroup,
   type WindowCounter,
 } from '../proxy/index.ts';
-import { Counter, type Logger, type Registry } from '../telemetry/index.ts';
+import { Counter, Histogram, type Logger, type Registry } from '../telemetry/index.ts';
 
 /** Assertion keys rotate this often; the previous key stays published for overlap. */
 const ASSERTION_KEY_ROTATION_MS = 12 * 3_600_000;
@@ -68,6 +68,18 @@ export async function startProxy(
     labelNames: ['route', 'effect', 'mode'],
     registers: [options.metrics],
   });
+  const denialReasons = new Counter({
+    name: 'vigil_proxy_denials_total',
+    help: 'Denied decisions by route and reason (a decision may carry several reasons)',
+    labelNames: ['route', 'reason'],
+    registers: [options.metrics],
+  });
+  const latency = new Histogram({
+    name: 'vigil_proxy_decision_seconds',
+    help: 'Time to authenticate and decide one request, audit enqueue included',
+    buckets: [0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005, 0.025],
+    registers: [options.metrics],
+  });
   const counters = new Map<string, Counter.Internal>();
   const count = (record: ProxyDecisionRecord) => {
     const key = `${record.route}\u0000${record.decision.effect}\u0000${record.decision.mode}`;
@@ -77,6 +89,11 @@ export async function startProxy(
       counters.set(key, child);
     }
     child.inc();
+    latency.observe(record.latencyMs / 1000);
+    if (record.decision.effect === 'deny') {
+      for (const reason of record.decision.reasons)
+        denialReasons.labels(record.route ?? '(none)', reason).inc();
+    }
   };
 
   const limits = loaded.config.limits;

@@ -9,7 +9,7 @@ import { runCli, spawnServer } from '../support/cli.ts';
 import { tempDir } from '../support/tmp.ts';
 
 describe('vigil server alerts', () => {
-  it('more than 5 denials from one source reach the on-call webhook, HMAC-signed', async () => {
+  it('more than 5 denials from one source reach the on-call webhook, HMAC-signed, and show in the metrics', async () => {
     const received: { verified: boolean; body: string }[] = [];
     const hook = createServer((request, response) => {
       let body = '';
@@ -83,6 +83,19 @@ routes:
       const alert = received.find((entry) => entry.body.includes('brute-force'));
       assert.ok(alert, `no brute-force alert posted: ${JSON.stringify(received)}`);
       assert.equal(alert.verified, true, 'the HMAC verifies with the shared secret');
+      const metrics = await (await fetch(`${server.adminUrl}/metrics`)).text();
+      assert.match(
+        metrics,
+        /^vigil_proxy_decisions_total\{route="app",effect="deny",mode="enforce"[^}]*\} 6$/m,
+      );
+      assert.match(
+        metrics,
+        /^vigil_proxy_denials_total\{route="app",reason="user-unauthenticated"[^}]*\} 6$/m,
+      );
+      assert.match(metrics, /^vigil_proxy_decision_seconds_count\{[^}]*\} 6$/m);
+      assert.match(metrics, /^vigil_audit_alerts_total\{detector="brute-force"[^}]*\} 1$/m);
+      assert.match(metrics, /^# TYPE vigil_identity_jwks_fetches_total counter$/m);
+      assert.match(metrics, /^vigil_audit_queue_depth/m);
     } finally {
       assert.equal((await server.stop()).code, 0);
     }
