@@ -74,6 +74,23 @@ export async function startServer(
   const databaseUrl = config.database.url ?? `sqlite://${join(dataDir, 'vigil.db')}`;
   const store = await openStore(databaseUrl, { dataDir });
   logger.info({ database: redactUrl(databaseUrl), dialect: store.dialect }, 'store ready');
+  new Gauge({
+    name: 'vigil_devices',
+    help: 'Devices in the inventory by state (registered, managed, revoked)',
+    labelNames: ['state'],
+    registers: [metrics],
+    // Read at scrape time from the store: a metric query, never the request path.
+    async collect() {
+      const rows = await store.db
+        .selectFrom('devices')
+        .select(['state', (eb) => eb.fn.countAll<number>().as('count')])
+        .groupBy('state')
+        .execute();
+      this.reset();
+      for (const state of ['registered', 'managed', 'revoked']) this.labels(state).set(0);
+      for (const row of rows) this.labels(row.state).set(Number(row.count));
+    },
+  });
 
   const adminToken = resolveAdminToken(config.admin.token_file?.reveal(), dataDir);
   if (!config.admin.token_file)

@@ -96,6 +96,8 @@ routes:
       assert.match(metrics, /^vigil_audit_alerts_total\{detector="brute-force"[^}]*\} 1$/m);
       assert.match(metrics, /^# TYPE vigil_identity_jwks_fetches_total counter$/m);
       assert.match(metrics, /^vigil_audit_queue_depth/m);
+      assert.match(metrics, /^vigil_devices\{state="managed"[^}]*\} 0$/m);
+      assert.match(metrics, /^vigil_identity_live_sessions/m);
     } finally {
       assert.equal((await server.stop()).code, 0);
     }
