@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair } from 'jose';
 import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import { escapeHtml } from '../internal/html.ts';
 import { readBody } from '../internal/http.ts';
 import { constantTimeEqual } from '../internal/secrets.ts';
 import type { Logger } from '../telemetry/index.ts';
@@ -271,8 +272,4 @@ function sendHtml(response: ServerResponse, status: number, html: string, formAc
     'x-frame-options': 'DENY',
   });
   response.end(html);
-}
-
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
 }

@@ -3,12 +3,13 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import type { IdentityProviderConfig, RouteConfig, VigilConfig } from '../config/index.ts';
 import { VigilError } from '../errors.ts';
 import { type Clock, systemClock } from '../internal/clock.ts';
+import { escapeHtml } from '../internal/html.ts';
 import { type ApiRoute, sendJson } from '../internal/http.ts';
 import { constantTimeEqual } from '../internal/secrets.ts';
 import type { Store } from '../store/index.ts';
 import { Counter, Gauge, type Logger, type Registry } from '../telemetry/index.ts';
 import { clearCookie, readCookie, setCookie } from './cookies.ts';
-import { DEFAULT_DEV_USERS, type DevIdp, escapeHtml, startDevIdp } from './dev-idp.ts';
+import { DEFAULT_DEV_USERS, type DevIdp, startDevIdp } from './dev-idp.ts';
 import type { Identity } from './identity.ts';
 import { jwksFetches } from './jwks-fetch.ts';
 import { JwtVerifier, MAX_TOKEN_BYTES, type TrustedIssuer } from './jwt.ts';

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { escapeHtml } from '../internal/html.ts';
 import type { Decision, Reason } from '../policy/index.ts';
 
 /** What a person can do about each reason; shown on the deny page. */
@@ -21,8 +22,6 @@ export function wantsHtml(request: IncomingMessage): boolean {
   const accept = request.headers.accept;
   return accept?.includes('text/html') === true;
 }
-
-const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
 
 /** 403: HTML for browsers, JSON for APIs; reasons and the request id, nothing more. */
 export function sendDenied(

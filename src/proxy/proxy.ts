@@ -198,17 +198,7 @@ export class AccessProxy {
     const sourceIp = this.#sourceIp(request);
     const limited = this.#options.limiter?.check(identity?.user.id, sourceIp);
     if (limited?.limited) return { status: 429, error: limited.error };
-    const input: PolicyInput = {
-      host,
-      path: target.path,
-      method: request.method ?? 'GET',
-      headers: request.headers as Record<string, string | undefined>,
-      sourceIp,
-      now: this.#clock.now(),
-      user: identity?.user,
-      device: identity?.device,
-      clientCertificate: isClientCertificatePresent(request),
-    };
+    const input = this.#input(request, host, target.path, request.method ?? 'GET', sourceIp, identity);
     const decision = route === undefined ? set.decide(input) : route.decide(input);
     if (!this.#record(requestId, input, identity, decision, 'proxy', startedAt))
       return { status: 503, error: 'audit-unavailable' };
@@ -331,16 +321,16 @@ export class AccessProxy {
         'path' in target &&
         host !== undefined &&
         permits(
-          route.decide({
-            host,
-            path: target.path,
-            method: request.method ?? 'GET',
-            headers: request.headers as Record<string, string | undefined>,
-            sourceIp: this.#sourceIp(request),
-            now: this.#clock.now(),
-            user: identity.user,
-            device: identity.device,
-          }),
+          route.decide(
+            this.#input(
+              request,
+              host,
+              target.path,
+              request.method ?? 'GET',
+              this.#sourceIp(request),
+              identity,
+            ),
+          ),
         );
       if (!allowed) {
         socket.destroy();
@@ -469,16 +459,7 @@ export class AccessProxy {
     const route = set.routeFor(host, target.path);
     const found = this.#options.authenticate(request, route?.name);
     const identity = found instanceof Promise ? await found : found;
-    const input: PolicyInput = {
-      host,
-      path: target.path,
-      method,
-      headers: request.headers as Record<string, string | undefined>,
-      sourceIp,
-      now: this.#clock.now(),
-      user: identity?.user,
-      device: identity?.device,
-    };
+    const input = this.#input(request, host, target.path, method, sourceIp, identity, false);
     const decision = route === undefined ? set.decide(input) : route.decide(input);
     if (!this.#record(requestId, input, identity, decision, 'forward-auth', startedAt)) {
       sendError(response, 503, 'audit-unavailable', requestId);
@@ -534,6 +515,30 @@ export class AccessProxy {
     headers['x-forwarded-proto'] = (request.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
     headers['x-forwarded-host'] = request.headers.host ?? host;
     headers['x-real-ip'] = sourceIp;
+  }
+
+  /** What policy sees of a request; built the same way for every enforcement path. */
+  #input(
+    request: IncomingMessage,
+    host: string,
+    path: string,
+    method: string,
+    sourceIp: string,
+    identity: RequestIdentity | undefined,
+    /** False for forward-auth, where the TLS peer is the front proxy, not the client. */
+    peerIsClient = true,
+  ): PolicyInput {
+    return {
+      host,
+      path,
+      method,
+      headers: request.headers as Record<string, string | undefined>,
+      sourceIp,
+      now: this.#clock.now(),
+      user: identity?.user,
+      device: identity?.device,
+      clientCertificate: peerIsClient && isClientCertificatePresent(request),
+    };
   }
 
   #record(

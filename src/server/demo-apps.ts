@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { escapeHtml } from '../internal/html.ts';
 
 export interface DemoApp {
   readonly name: string;
@@ -9,7 +10,6 @@ export interface DemoApp {
   close(): Promise<void>;
 }
 
-const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
 const JWKS_TIMEOUT_MS = 2000;
 
 /**
