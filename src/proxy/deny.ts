@@ -102,7 +102,9 @@ export function sendError(
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
-    connection: status === 400 ? 'close' : 'keep-alive',
+    // A malformed request leaves the connection in doubt: close it. Otherwise Node keeps
+    // or closes it as the client asked.
+    ...(status === 400 ? { connection: 'close' } : {}),
   });
   response.end(body);
 }
