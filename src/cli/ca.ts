@@ -1,6 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { createAuditLog } from '../audit/index.ts';
 import {
   type AuthorityInfo,
   CA_KEY_ALGORITHMS,
@@ -59,12 +61,15 @@ async function withStore<T>(
   }
 }
 
-async function withCa<T>(options: KeyFlag, work: (ca: CertificateAuthority) => Promise<T>): Promise<T> {
+async function withCa<T>(
+  options: KeyFlag,
+  work: (ca: CertificateAuthority, store: Store) => Promise<T>,
+): Promise<T> {
   const sealingKey = loadCaSealingKey(options.keyFile);
   return withStore(options, true, async (store) => {
     const ca = await CertificateAuthority.open({ store, sealingKey });
     try {
-      return await work(ca);
+      return await work(ca, store);
     } finally {
       ca.close();
     }
@@ -205,7 +210,7 @@ async function issue(
   // Read with a margin so that the CA, not the CLI, refuses an oversized CSR with its own code.
   const csr = readInput(options.csr, 'CSR', MAX_CSR_BYTES * 4);
   const ttlMs = duration(options.ttl, '--ttl');
-  await withCa(options, async (ca) => {
+  await withCa(options, async (ca, store) => {
     const issued: IssuedCertificate =
       options.kind === 'device'
         ? await ca.signDeviceCertificate({
@@ -218,6 +223,17 @@ async function issue(
             spiffeId: options.id,
             ...(ttlMs !== undefined ? { ttlMs } : {}),
           });
+    // Every certificate issued is an admin event in the audit log, whoever issued it.
+    const audit = createAuditLog(store);
+    audit.enqueue({
+      kind: 'admin',
+      time: Date.now(),
+      actor: `cli:${userInfo().username}`,
+      action: 'certificate.issued',
+      target: issued.serial,
+      details: { kind: issued.kind, spiffe_id: issued.spiffeId, not_after: issued.notAfter.toISOString() },
+    });
+    await audit.close();
     if (options.out) writeFileSync(options.out, issued.chainPem);
     if (options.json) {
       printObject(

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -26,7 +27,7 @@ ca:
 }
 
 describe('vigil server with the internal CA', () => {
-  it('serves the trust bundle and CRL of a CA made with vigil ca init', async () => {
+  it('serves the trust bundle and CRL of a CA made with vigil ca init; issuing is audited', async () => {
     const { dir, database, keyFile, config } = setup();
     const init = await runCli([
       'ca',
@@ -39,6 +40,49 @@ describe('vigil server with the internal CA', () => {
       database,
     ]);
     assert.equal(init.code, 0, init.stderr);
+    // An operator issues a device certificate; the issuance is an admin event in the audit log.
+    execFileSync('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'device.key'], {
+      cwd: dir,
+    });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-new',
+        '-key',
+        'device.key',
+        '-subj',
+        '/CN=laptop-1',
+        '-addext',
+        'subjectAltName=URI:spiffe://corp.example/device/laptop-1',
+        '-out',
+        'device.csr',
+      ],
+      { cwd: dir },
+    );
+    const issued = await runCli([
+      'ca',
+      'issue',
+      '--kind',
+      'device',
+      '--csr',
+      join(dir, 'device.csr'),
+      '--id',
+      'laptop-1',
+      '--key-file',
+      keyFile,
+      '--database',
+      database,
+      '--json',
+    ]);
+    assert.equal(issued.code, 0, issued.stderr);
+    const serial = (JSON.parse(issued.stdout) as { serial: string }).serial;
+    const admin = await runCli(['audit', 'query', '--database', database, '--kind', 'admin', '--json']);
+    const events = JSON.parse(admin.stdout) as { action: string; target: string }[];
+    assert.ok(
+      events.some((event) => event.action === 'certificate.issued' && event.target === serial),
+      admin.stdout,
+    );
     const server = await spawnServer(config);
     try {
       const token = readFileSync(join(dir, 'data', 'admin.token'), 'utf8').trim();
