@@ -153,7 +153,7 @@ export class AccessProxy {
       sendError(response, verdict.status, verdict.error, requestId);
       return;
     }
-    const { route, identity, decision, target, host, sourceIp } = verdict;
+    const { route, decision, target } = verdict;
     if (!permits(decision)) {
       this.#refuse(request, response, decision, `${target.path}${target.search}`, requestId);
       return;
@@ -168,13 +168,7 @@ export class AccessProxy {
       sendError(response, 413, 'body-too-large', requestId);
       return;
     }
-    const headers = upstreamHeaders(request.headers, {
-      sessionCookie: this.#options.sessionCookie,
-      keepForwarded: this.#isTrusted(request),
-    });
-    this.#addForwarded(headers, request, host, sourceIp);
-    headers['x-request-id'] = requestId;
-    if (identity !== undefined) await this.#addIdentity(headers, identity, route.name);
+    const headers = await this.#upstreamHeaders(request, verdict, requestId);
     await this.#forward(request, response, group, `${target.path}${target.search}`, headers, requestId);
   }
 
@@ -229,7 +223,7 @@ export class AccessProxy {
       refuseUpgrade(socket, verdict.status, verdict.error, requestId);
       return;
     }
-    const { route, identity, decision, target, host, sourceIp } = verdict;
+    const { route, identity, decision, target } = verdict;
     if (!permits(decision)) {
       const unauthenticated = decision.reasons.includes('user-unauthenticated');
       refuseUpgrade(
@@ -245,13 +239,7 @@ export class AccessProxy {
       refuseUpgrade(socket, 502, 'no-upstream', requestId);
       return;
     }
-    const headers = upstreamHeaders(request.headers, {
-      sessionCookie: this.#options.sessionCookie,
-      keepForwarded: this.#isTrusted(request),
-    });
-    this.#addForwarded(headers, request, host, sourceIp);
-    headers['x-request-id'] = requestId;
-    if (identity !== undefined) await this.#addIdentity(headers, identity, route.name);
+    const headers = await this.#upstreamHeaders(request, verdict, requestId);
     const upstream = group.pick();
     const url = new URL(upstream.url);
     const upstreamSocket =
@@ -515,6 +503,22 @@ export class AccessProxy {
     headers['x-forwarded-proto'] = (request.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
     headers['x-forwarded-host'] = request.headers.host ?? host;
     headers['x-real-ip'] = sourceIp;
+  }
+
+  /** The headers an allowed request carries upstream: the client's, cleaned, plus Vigil's. */
+  async #upstreamHeaders(
+    request: IncomingMessage,
+    { host, sourceIp, identity, route }: Authorized,
+    requestId: string,
+  ): Promise<Record<string, string | string[]>> {
+    const headers = upstreamHeaders(request.headers, {
+      sessionCookie: this.#options.sessionCookie,
+      keepForwarded: this.#isTrusted(request),
+    });
+    this.#addForwarded(headers, request, host, sourceIp);
+    headers['x-request-id'] = requestId;
+    if (identity !== undefined) await this.#addIdentity(headers, identity, route.name);
+    return headers;
   }
 
   /** What policy sees of a request; built the same way for every enforcement path. */
