@@ -1,7 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { after } from 'node:test';
-import pg from 'pg';
 import { tempDir } from './tmp.ts';
 
 /** The real PostgreSQL every machine runs; overridable for other set-ups. */
@@ -13,15 +11,12 @@ export interface StoreTarget {
   freshUrl(): string;
 }
 
-/** A schema of its own per test, dropped when the test file ends, so runs never collide. */
+/**
+ * A schema of its own per test, so tests and runs never collide. The schemas are dropped
+ * once, after the whole run (test/support/global-setup.ts).
+ */
 export function freshPostgresUrl(): string {
   const schema = `vigil_t_${process.pid}_${randomBytes(4).toString('hex')}`;
-  after(async () => {
-    const client = new pg.Client({ connectionString: POSTGRES_URL });
-    await client.connect();
-    await client.query(`drop schema if exists ${schema} cascade`);
-    await client.end();
-  });
   const url = new URL(POSTGRES_URL);
   url.searchParams.set('schema', schema);
   return url.toString();
