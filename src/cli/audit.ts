@@ -1,7 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
-import { createWriteStream, existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { createWriteStream, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import {
   type AuditQuery,
@@ -13,19 +12,13 @@ import {
 } from '../audit/index.ts';
 import { VigilError } from '../errors.ts';
 import { systemClock } from '../internal/clock.ts';
-import { openStore, type Store } from '../store/index.ts';
+import { DATABASE_HELP, type DatabaseFlag, withCliStore } from './database.ts';
 import { printObject, printRows } from './output.ts';
 
-/** Where the CLI looks for the database when neither --database nor VIGIL_DATABASE_URL is set. */
-export const DEFAULT_DATABASE_URL = 'sqlite://./.vigil-data/vigil.db';
 /** Largest public key file read; a key is a few hundred bytes. */
 const MAX_KEY_FILE_BYTES = 64 * 1024;
 /** Events per page while exporting. */
 const EXPORT_PAGE = 5000;
-
-interface DatabaseFlag {
-  database?: string;
-}
 
 interface FilterFlags {
   kind?: string;
@@ -39,29 +32,6 @@ interface FilterFlags {
   risk?: string | boolean;
   since?: string;
   until?: string;
-}
-
-/** Opens the database a reading command names (never migrating, never creating a file). */
-export async function withStore<T>(options: DatabaseFlag, work: (store: Store) => Promise<T>): Promise<T> {
-  const url = options.database ?? process.env.VIGIL_DATABASE_URL ?? DEFAULT_DATABASE_URL;
-  // Opening a SQLite path creates the file; a reading tool must not leave an empty
-  // database behind a typo, so a missing file is an error here.
-  if (url.startsWith('sqlite://') && url !== 'sqlite://:memory:') {
-    const path = resolve(url.slice('sqlite://'.length));
-    if (!existsSync(path)) {
-      throw new VigilError(
-        'ERR_STORE_UNAVAILABLE',
-        `no database at ${path} (pass --database or set VIGIL_DATABASE_URL)`,
-      );
-    }
-  }
-  // Reading tools never migrate: a database written by a newer server stays untouched.
-  const store = await openStore(url, { migrate: false });
-  try {
-    return await work(store);
-  } finally {
-    await store.close();
-  }
 }
 
 function readPublicKey(file: string): KeyObject {
@@ -117,7 +87,9 @@ function filtersOf(flags: FilterFlags): AuditQuery {
 /** `vigil audit verify`: walks the chain; exit 1 naming the first broken event. */
 async function verify(options: DatabaseFlag & { publicKey?: string; json?: boolean }): Promise<void> {
   const publicKey = options.publicKey ? readPublicKey(options.publicKey) : undefined;
-  const result = await withStore(options, (store) => verifyChain(store, publicKey ? { publicKey } : {}));
+  const result = await withCliStore(options, 'read', (store) =>
+    verifyChain(store, publicKey ? { publicKey } : {}),
+  );
   const { problem, ...summary } = result;
   printObject(
     {
@@ -174,7 +146,7 @@ async function query(
   }
   if (options.json && options.jsonl)
     throw new VigilError('ERR_CLI_USAGE', '--json and --jsonl exclude each other');
-  const page = await withStore(options, (store) => queryEvents(store, filters));
+  const page = await withCliStore(options, 'read', (store) => queryEvents(store, filters));
   if (options.jsonl) {
     for (const event of page.events) process.stdout.write(`${JSON.stringify(event)}\n`);
     return;
@@ -216,7 +188,7 @@ async function exportEvents(options: DatabaseFlag & FilterFlags & { out: string 
   let count = 0;
   try {
     await opened;
-    await withStore(options, async (store) => {
+    await withCliStore(options, 'read', async (store) => {
       let after: number | undefined;
       // Bounded by the table: each page moves the cursor forward or ends the loop.
       for (;;) {
@@ -258,8 +230,6 @@ function addFilters(command: Command): Command {
     .option('--since <when>', 'from: a duration back from now (24h, 15m), an ISO time or epoch ms')
     .option('--until <when>', 'until (exclusive), same forms as --since');
 }
-
-const DATABASE_HELP = `database URL (default: $VIGIL_DATABASE_URL or ${DEFAULT_DATABASE_URL})`;
 
 /** `vigil audit verify|query|export`. */
 export function registerAuditCommand(program: Command): void {

@@ -1,6 +1,5 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { createAuditLog } from '../audit/index.ts';
 import {
@@ -18,19 +17,15 @@ import {
 import { VigilError } from '../errors.ts';
 import { systemClock } from '../internal/clock.ts';
 import { parseDuration } from '../internal/duration.ts';
-import { openStore, type Store } from '../store/index.ts';
+import type { Store } from '../store/index.ts';
+import { DATABASE_HELP, type DatabaseFlag, withCliStore } from './database.ts';
 import { printObject, printRows } from './output.ts';
 
 /** Where the CLI looks for the database when neither --database nor VIGIL_DATABASE_URL is set. */
-const DEFAULT_DATABASE_URL = 'sqlite://./.vigil-data/vigil.db';
-const DATABASE_HELP = `database URL (default: $VIGIL_DATABASE_URL or ${DEFAULT_DATABASE_URL})`;
 const KEY_FILE_HELP = `file with the key that seals CA private keys (mode 0600; default: $${CA_KEY_ENV})`;
 /** Certificate and key files an operator hands to `ca import` stay small. */
 const MAX_IMPORT_FILE_BYTES = 256 * 1024;
 
-interface DatabaseFlag {
-  database?: string;
-}
 interface KeyFlag extends DatabaseFlag {
   keyFile?: string;
 }
@@ -38,35 +33,12 @@ interface JsonFlag {
   json?: boolean;
 }
 
-function databaseUrl(options: DatabaseFlag): string {
-  return options.database ?? process.env.VIGIL_DATABASE_URL ?? DEFAULT_DATABASE_URL;
-}
-
-async function withStore<T>(
-  options: DatabaseFlag,
-  migrate: boolean,
-  work: (store: Store) => Promise<T>,
-): Promise<T> {
-  const url = databaseUrl(options);
-  if (migrate && url.startsWith('sqlite://') && url !== 'sqlite://:memory:') {
-    // A first `vigil ca init` may come before any server has made the data folder.
-    const path = url.slice('sqlite://'.length);
-    mkdirSync(dirname(isAbsolute(path) ? path : resolve(path)), { recursive: true });
-  }
-  const store = await openStore(url, { migrate });
-  try {
-    return await work(store);
-  } finally {
-    await store.close();
-  }
-}
-
 async function withCa<T>(
   options: KeyFlag,
   work: (ca: CertificateAuthority, store: Store) => Promise<T>,
 ): Promise<T> {
   const sealingKey = loadCaSealingKey(options.keyFile);
-  return withStore(options, true, async (store) => {
+  return withCliStore(options, 'write', async (store) => {
     const ca = await CertificateAuthority.open({ store, sealingKey });
     try {
       return await work(ca, store);
@@ -142,7 +114,7 @@ async function init(
     created && options.keyFile !== undefined
       ? createCaKeyFile(options.keyFile)
       : loadCaSealingKey(options.keyFile);
-  await withStore(options, true, async (store) => {
+  await withCliStore(options, 'write', async (store) => {
     const ca = await CertificateAuthority.initialize({
       store,
       sealingKey,
@@ -169,7 +141,7 @@ async function importCa(
   const sealingKey = loadCaSealingKey(options.keyFile);
   const certPem = readInput(options.cert, 'certificate file', MAX_IMPORT_FILE_BYTES);
   const keyPem = readInput(options.key, 'key file', MAX_IMPORT_FILE_BYTES);
-  await withStore(options, true, async (store) => {
+  await withCliStore(options, 'write', async (store) => {
     const ca = await CertificateAuthority.importIntermediate({
       store,
       sealingKey,
@@ -185,7 +157,7 @@ async function importCa(
 async function bundle(options: DatabaseFlag & { format: string }): Promise<void> {
   if (options.format !== 'pem' && options.format !== 'jwks')
     throw new VigilError('ERR_CLI_USAGE', '--format must be pem or jwks');
-  await withStore(options, false, async (store) => {
+  await withCliStore(options, 'read', async (store) => {
     const trust = await readTrustBundle(store, systemClock);
     process.stdout.write(
       options.format === 'pem' ? trust.pem : `${JSON.stringify(await trust.jwks(), null, 2)}\n`,
@@ -194,7 +166,7 @@ async function bundle(options: DatabaseFlag & { format: string }): Promise<void>
 }
 
 async function status(options: DatabaseFlag & JsonFlag): Promise<void> {
-  await withStore(options, false, async (store) => {
+  await withCliStore(options, 'read', async (store) => {
     const trust = await readTrustBundle(store, systemClock);
     if (!options.json) process.stdout.write(`trust domain: ${trust.trustDomain}\n`);
     printAuthorities(trust.authorities, options);

@@ -5,7 +5,7 @@ import { VigilError } from '../errors.ts';
 import { parseDuration } from '../internal/duration.ts';
 import { compilePolicies, parsePolicyFile, type RecordedDecision, replayDecisions } from '../policy/index.ts';
 import { routeSpecs } from '../server/index.ts';
-import { withStore } from './audit.ts';
+import { withCliStore } from './database.ts';
 import { type OutputOptions, printRows } from './output.ts';
 
 /** Events read per page from the audit log. */
@@ -46,7 +46,7 @@ export function registerPolicyReplay(policy: Command): void {
       );
       const since = Date.now() - back;
       const records: RecordedDecision[] = [];
-      await withStore(options, async (store) => {
+      await withCliStore(options, 'read', async (store) => {
         let afterSeq: number | undefined;
         for (;;) {
           const page = await queryEvents(store, {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { runCli, spawnServer } from '../support/cli.ts';
@@ -172,6 +172,23 @@ describe('vigil CLI', () => {
     for (const expected of ['up', 'server', 'config', 'policy', 'audit', 'ca', 'session'])
       assert.ok(commands.includes(expected), expected);
     for (const absent of ['gateway', 'connect', 'workload']) assert.ok(!commands.includes(absent), absent);
+  });
+
+  it('reading commands refuse a database that does not exist instead of creating it', async () => {
+    const missing = join(tempDir(), 'typo', 'vigil.db');
+    for (const args of [
+      ['ca', 'status'],
+      ['audit', 'query'],
+      ['audit', 'verify'],
+    ]) {
+      const result = await runCli([...args, '--database', `sqlite://${missing}`]);
+      assert.equal(result.code, 1, args.join(' '));
+      assert.match(
+        result.stderr,
+        /no database at .*typo\/vigil\.db \(pass --database or set VIGIL_DATABASE_URL\)/,
+      );
+    }
+    assert.equal(existsSync(missing), false);
   });
 
   it('an unknown command or option is a usage error with exit 2', async () => {
