@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { parseDuration } from '../internal/duration.ts';
-import { readSecretFile } from '../internal/secrets.ts';
+import { describeSecretProblem, readSecretFile } from '../internal/secrets.ts';
 
 /**
  * A secret read from a `*_file` path. It prints as "[redacted]" in logs, JSON and
@@ -110,12 +110,7 @@ export function configSchema(baseDir: string) {
       const full = isAbsolute(text) ? text : resolve(baseDir, text);
       const read = readSecretFile(full);
       if ('value' in read) return new Secret(read.value, full);
-      const why = {
-        missing: `${full} does not exist`,
-        'not-a-file': `${full} is not a regular file`,
-        'too-open': `${full} is readable by group or others (mode 0${(read.mode ?? 0).toString(8)}); run chmod 600 ${full}`,
-        empty: `${full} is empty`,
-      }[read.problem];
+      const why = describeSecretProblem(full, read);
       ctx.addIssue({ code: 'custom', message: why });
       return z.NEVER;
     });

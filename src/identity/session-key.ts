@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VigilError } from '../errors.ts';
-import { readSecretFile } from '../internal/secrets.ts';
+import { readOrCreateSecretFile } from '../internal/secrets.ts';
 
 /**
  * The 32-byte key sealing session cookies: the configured secret (base64url), else one
@@ -16,23 +15,13 @@ export function resolveSessionKey(
   if (configured !== undefined)
     return { key: decode(configured, '(session.secret_file)'), path: '(session.secret_file)' };
   const path = join(dataDir, 'session.key');
-  const existing = readSecretFile(path);
-  if ('value' in existing) return { key: decode(existing.value, path), path };
-  if (existing.problem === 'too-open') {
-    throw new VigilError('ERR_SESSION_KEY', `${path} is readable by group or others; run chmod 600 ${path}`);
-  }
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const key = randomBytes(32);
-  // wx: two replicas starting at once on one data dir must not overwrite each other's key.
+  let text: string;
   try {
-    writeFileSync(path, `${key.toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+    text = readOrCreateSecretFile(path, () => randomBytes(32).toString('base64url'));
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    const raced = readSecretFile(path);
-    if ('value' in raced) return { key: decode(raced.value, path), path };
-    throw new VigilError('ERR_SESSION_KEY', `${path} cannot be read`);
+    throw new VigilError('ERR_SESSION_KEY', (error as Error).message, { cause: error });
   }
-  return { key, path };
+  return { key: decode(text, path), path };
 }
 
 function decode(text: string, where: string): Buffer {

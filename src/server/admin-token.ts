@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readSecretFile } from '../internal/secrets.ts';
+import { readOrCreateSecretFile } from '../internal/secrets.ts';
 
 /**
  * The admin API token: the configured secret file, else one generated on first start
@@ -13,13 +12,5 @@ export function resolveAdminToken(
 ): { token: string; path: string } {
   if (configured !== undefined) return { token: configured, path: '(admin.token_file)' };
   const path = join(dataDir, 'admin.token');
-  const existing = readSecretFile(path);
-  if ('value' in existing) return { token: existing.value, path };
-  if (existing.problem === 'too-open') {
-    throw new Error(`${path} is readable by group or others; run chmod 600 ${path}`);
-  }
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const token = `vat_${randomBytes(32).toString('base64url')}`;
-  writeFileSync(path, `${token}\n`, { mode: 0o600, flag: 'w' });
-  return { token, path };
+  return { token: readOrCreateSecretFile(path, () => `vat_${randomBytes(32).toString('base64url')}`), path };
 }

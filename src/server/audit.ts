@@ -1,5 +1,4 @@
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   type AuditLog,
@@ -18,7 +17,7 @@ import {
 } from '../audit/index.ts';
 import type { LoadedConfig } from '../config/index.ts';
 import type { ApiRoute } from '../internal/http.ts';
-import { readSecretFile } from '../internal/secrets.ts';
+import { readOrCreateSecretFile } from '../internal/secrets.ts';
 import type { ProxyDecisionRecord } from '../proxy/index.ts';
 import type { Store } from '../store/index.ts';
 import type { Logger, Registry } from '../telemetry/index.ts';
@@ -38,14 +37,12 @@ export interface ServingAudit {
  * generated on first start into the data dir (0600) unless it already exists.
  */
 function auditKey(dataDir: string): KeyObject {
-  const path = join(dataDir, 'audit-key.pem');
-  const existing = readSecretFile(path);
-  if ('value' in existing) return createPrivateKey(existing.value);
-  if (existing.problem === 'too-open')
-    throw new Error(`${path} is readable by group or others; run chmod 600 ${path}`);
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  writeFileSync(path, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
-  return privateKey;
+  const pem = readOrCreateSecretFile(join(dataDir, 'audit-key.pem'), () =>
+    generateKeyPairSync('ec', { namedCurve: 'P-256' })
+      .privateKey.export({ type: 'pkcs8', format: 'pem' })
+      .toString(),
+  );
+  return createPrivateKey(pem);
 }
 
 /** Change-feed events that are administrative actions, and how the log names them. */
