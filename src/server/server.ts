@@ -186,10 +186,20 @@ export async function startServer(
   // Session cookie or bearer JWT; a request without either is anonymous, and only
   // routes whose policy allows anonymous requests (none, by default deny) let it through.
   const secure = config.server.tls !== undefined || (config.server.public_url ?? '').startsWith('https:');
-  const reauthAfter = (routeName: string | undefined): number | undefined =>
-    routeName === undefined
-      ? undefined
-      : watcher.current.config.routes.find((route) => route.name === routeName)?.reauth_after;
+  // Per-route authentication options, built once per config rather than per request.
+  const NO_OPTIONS = Object.freeze({});
+  const authOptionsOf = (routes: LoadedConfig['config']['routes']) =>
+    new Map(
+      routes.flatMap((route) =>
+        route.reauth_after === undefined
+          ? []
+          : [[route.name, Object.freeze({ reauthAfterMs: route.reauth_after })]],
+      ),
+    );
+  let authOptions = authOptionsOf(config.routes);
+  watcher.onChange((next) => {
+    authOptions = authOptionsOf(next.config.routes);
+  });
   const toRequestIdentity = (result: AuthResult) => {
     const found = result.identity;
     if (found === undefined) return undefined;
@@ -198,8 +208,8 @@ export async function startServer(
   };
   const proxyWiring: ProxyWiring = {
     authenticate: (request, routeName) => {
-      const reauthAfterMs = reauthAfter(routeName);
-      const result = identity.authenticate(request, reauthAfterMs === undefined ? {} : { reauthAfterMs });
+      const options = (routeName === undefined ? undefined : authOptions.get(routeName)) ?? NO_OPTIONS;
+      const result = identity.authenticate(request, options);
       return result instanceof Promise ? result.then(toRequestIdentity) : toRequestIdentity(result);
     },
     reserved: identity.reservedHandlers(secure),

@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { spawnServer } from '../support/cli.ts';
+import { Browser, freePort } from '../support/cookie-jar.ts';
+import { tempDir } from '../support/tmp.ts';
+
+describe('sign-in frequency through the proxy', () => {
+  it("a route's reauth_after sends a session whose login is older back to login; other routes still accept it", async () => {
+    const dir = tempDir();
+    const port = await freePort();
+    const proxy = `http://127.0.0.1:${port}`;
+    writeFileSync(
+      join(dir, 'policy.yaml'),
+      'policies:\n  - name: eng\n    rules:\n      - name: engineers\n        allow: { groups: { any: [engineering] } }\n',
+    );
+    const config = join(dir, 'vigil.yaml');
+    // Upstreams on a closed port: 502 proves the request was allowed through.
+    writeFileSync(
+      config,
+      `server:
+  proxy_listen: 127.0.0.1:${port}
+  admin_listen: 127.0.0.1:0
+  data_dir: ${join(dir, 'data')}
+log: { format: json }
+dev_idp: { listen: 127.0.0.1:0 }
+policy_files: [policy.yaml]
+routes:
+  - name: sensitive
+    from: ${proxy}/sensitive
+    to: http://127.0.0.1:1
+    policy: eng
+    reauth_after: 1s
+  - name: everyday
+    from: ${proxy}/everyday
+    to: http://127.0.0.1:1
+    policy: eng
+`,
+    );
+    const server = await spawnServer(config);
+    try {
+      const alice = new Browser();
+      await alice.login(`${proxy}/.vigil/login?rd=/.vigil/whoami`, 'alice');
+      assert.equal((await alice.request(`${proxy}/sensitive/`)).status, 502, 'fresh login: allowed');
+      // The sign-in frequency is measured in whole seconds by the IdP's auth_time.
+      await new Promise((resolve) => setTimeout(resolve, 2100));
+      const stale = await alice.request(`${proxy}/sensitive/`);
+      assert.equal(stale.status, 302);
+      assert.match(stale.response.headers.get('location') ?? '', /\/\.vigil\/login/);
+      assert.equal((await alice.request(`${proxy}/everyday/`)).status, 502, 'no reauth_after: still allowed');
+    } finally {
+      assert.equal((await server.stop()).code, 0);
+    }
+  });
+});
