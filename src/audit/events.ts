@@ -8,7 +8,7 @@ export const RISK_FLAGS = [
   'brute-force',
   'lateral-movement',
   'after-hours',
-  'posture-failed',
+  'device-posture-failed',
   'posture-stale',
   'new-device',
   'token-replay',

@@ -17,7 +17,7 @@ export interface AuditQuery {
   session?: string;
   sourceIp?: string;
   decision?: 'allow' | 'deny';
-  /** The decision carried this reason (e.g. `posture-failed`). */
+  /** The decision carried this reason (e.g. `device-posture-failed`). */
   reason?: string;
   /** This risk flag, or `true` for any risk flag. */
   risk?: RiskFlag | true;

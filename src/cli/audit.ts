@@ -225,7 +225,7 @@ function addFilters(command: Command): Command {
     .option('--session <id>', 'session or token id')
     .option('--source-ip <ip>', 'source IP address')
     .option('--decision <effect>', 'allow or deny')
-    .option('--reason <reason>', 'a decision reason, e.g. posture-failed')
+    .option('--reason <reason>', 'a decision reason, e.g. device-posture-failed')
     .option('--risk [flag]', 'events with this risk flag, or any flag when no value is given')
     .option('--since <when>', 'from: a duration back from now (24h, 15m), an ISO time or epoch ms')
     .option('--until <when>', 'until (exclusive), same forms as --since');

@@ -120,7 +120,9 @@ export function configSchema(baseDir: string) {
     key_file: path.describe('PEM private key of the proxy listener'),
     client_ca_file: path
       .optional()
-      .describe('ask for client certificates signed by this CA (device binding)'),
+      .describe(
+        'also accept client certificates signed by this CA (the internal CA is trusted for device certificates when ca is set)',
+      ),
   });
 
   const route = z.strictObject({
@@ -484,6 +486,56 @@ export function configSchema(baseDir: string) {
         })
         .optional()
         .describe('serve the internal CA created with vigil ca init (bundle, CRL, revocation API)'),
+      devices: z
+        .strictObject({
+          auto_approve: z
+            .boolean()
+            .default(false)
+            .describe(
+              'enrolled devices start managed; false: registered until an admin approves them or a posture provider vouches',
+            ),
+          authorization_ttl: duration('10m').describe(
+            'how long the code of vigil device enroll waits for a browser approval',
+          ),
+          posture_max_skew: duration('5m').describe(
+            'posture reports and provider webhooks timestamped further than this from the server clock are refused (replay window)',
+          ),
+          providers: z
+            .array(
+              z.strictObject({
+                name: z
+                  .string()
+                  .regex(
+                    /^[a-z0-9][a-z0-9-]{0,31}$/,
+                    'must be lower-case letters, digits and dashes (max 32)',
+                  )
+                  .describe('posts to /.vigil/posture/<name>'),
+                secret_file: secretFile.describe(
+                  '0600 file with the HMAC-SHA256 key the provider signs its webhooks with',
+                ),
+                format: z
+                  .enum(['generic', 'intune', 'jamf', 'crowdstrike'])
+                  .default('generic')
+                  .describe('payload shape (see docs/devices.md)'),
+                vouch_managed: z
+                  .boolean()
+                  .default(true)
+                  .describe('a device this provider reports as managed becomes managed'),
+              }),
+            )
+            .default([])
+            .superRefine((providers, ctx) => {
+              const seen = new Set<string>();
+              for (const [index, provider] of providers.entries()) {
+                if (seen.has(provider.name))
+                  ctx.addIssue({ code: 'custom', path: [index, 'name'], message: 'duplicate provider name' });
+                seen.add(provider.name);
+              }
+            })
+            .describe('MDM/EDR systems that post device posture (Jamf, Intune, CrowdStrike style)'),
+        })
+        .prefault({})
+        .describe('device enrollment and posture (needs ca; see docs/devices.md)'),
       policy_files: z.array(path).default([]).describe('policy YAML files (see docs/policy.md)'),
       routes: z.array(route).default([]).describe('what the proxy serves and which policy guards it'),
       identity_providers: z

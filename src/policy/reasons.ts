@@ -13,7 +13,7 @@ export const REASONS = [
   'device-unmanaged',
   'device-revoked',
   'device-denied',
-  'posture-failed',
+  'device-posture-failed',
   'posture-stale',
   'outside-time-window',
   'source-ip-denied',

@@ -37,6 +37,7 @@ export interface PostureSpec {
   firewall?: boolean;
   screen_lock?: boolean;
   edr_running?: boolean;
+  compliant?: boolean;
   max_age?: string;
 }
 
@@ -92,6 +93,7 @@ const posture: z.ZodType<PostureSpec> = z
     firewall: z.boolean().optional(),
     screen_lock: z.boolean().optional(),
     edr_running: z.boolean().optional(),
+    compliant: z.boolean().optional(),
     max_age: duration.optional(),
   })
   .refine((value) => Object.keys(value).length > 0, { error: 'expected at least one posture check' });
@@ -271,6 +273,7 @@ export const inputSchema = z.strictObject({
           firewall: z.boolean().optional(),
           screenLock: z.boolean().optional(),
           edrRunning: z.boolean().optional(),
+          compliant: z.boolean().optional(),
           reportedAt: instant.transform(toMs),
         })
         .optional(),

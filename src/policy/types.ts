@@ -8,6 +8,8 @@ export interface DevicePosture {
   firewall?: boolean;
   screenLock?: boolean;
   edrRunning?: boolean;
+  /** A posture provider (MDM/EDR) judged the device compliant with its own rules. */
+  compliant?: boolean;
   reportedAt: number;
 }
 

@@ -10,7 +10,7 @@ const ADVICE: Partial<Record<Reason, string>> = {
   'device-missing': 'This application is only reachable from an enrolled device. Run `vigil device enroll`.',
   'device-unmanaged': 'This application is only reachable from a company-managed device.',
   'device-revoked': 'This device has been revoked. Contact IT.',
-  'posture-failed':
+  'device-posture-failed':
     'Your device does not meet the security requirements. Please update it before accessing company resources.',
   'posture-stale':
     'Your device has not reported its security state recently. Make sure `vigil agent` is running.',

@@ -172,6 +172,64 @@ const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
+  '0003_devices': {
+    async up(db: Kysely<unknown>) {
+      // The device's current certificate: posture reports and renewals are verified
+      // against its public key, without a round trip to the CA.
+      await db.schema.alterTable('devices').addColumn('cert_pem', 'text').execute();
+      await db.schema.alterTable('devices').addColumn('platform', 'text').execute();
+      // admin, an enrollment token, auto-approval or a posture provider's name.
+      await db.schema.alterTable('devices').addColumn('managed_by', 'text').execute();
+      await db.schema.alterTable('devices').addColumn('revoked_reason', 'text').execute();
+
+      // Tokens an admin hands out for enrollment without a login (fleets, CI machines).
+      // Only the SHA-256 of the token is kept.
+      await db.schema
+        .createTable('device_enrollment_tokens')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('token_sha256', 'text', (c) => c.notNull().unique())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('note', 'text')
+        .addColumn('managed', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('max_uses', 'integer', (c) => c.notNull())
+        .addColumn('uses', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('revoked_at', 'bigint')
+        .execute();
+
+      // Device authorization grants (RFC 8628) in flight: the terminal holds the device
+      // code, the user approves the user code in a browser after logging in.
+      await db.schema
+        .createTable('device_authorizations')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('device_code_sha256', 'text', (c) => c.notNull().unique())
+        .addColumn('user_code', 'text', (c) => c.notNull().unique())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('serial', 'text')
+        .addColumn('platform', 'text')
+        .addColumn('csr_pem', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('user_id', 'text')
+        .addColumn('device_id', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('polled_at', 'bigint')
+        .execute();
+
+      // The latest posture per device and source (agent or a provider), what the proxy's
+      // inventory loads; posture_reports keeps the history and the replay ids.
+      await db.schema
+        .createTable('device_posture')
+        .addColumn('device_id', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('reported_at', 'bigint', (c) => c.notNull())
+        .addColumn('received_at', 'bigint', (c) => c.notNull())
+        .addColumn('data_json', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('device_posture_pk', ['device_id', 'source'])
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

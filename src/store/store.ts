@@ -14,6 +14,11 @@ export interface Store {
   readonly dialect: StoreDialect;
   readonly db: Kysely<Database>;
   readonly changes: ChangeFeed;
+  /**
+   * The SQLite database file (absolute path); undefined for `:memory:` and PostgreSQL.
+   * Lets a worker thread open a connection of its own (the audit writer does).
+   */
+  readonly file?: string;
   /** Applies pending migrations; safe to call twice and from two replicas at once. */
   migrate(): Promise<{ applied: string[] }>;
   /** Resolves when the database answers within `timeoutMs`; rejects otherwise. */
@@ -72,6 +77,7 @@ function openSqlite(url: string, options: OpenStoreOptions): Store {
     dialect: 'sqlite',
     db,
     changes,
+    ...(path === ':memory:' ? {} : { file: path }),
     migrate: () => runMigrations(db, undefined),
     ping: async () => {
       await sql`select 1`.execute(db);

@@ -10,6 +10,9 @@ export interface Database {
   sessions: SessionsTable;
   devices: DevicesTable;
   posture_reports: PostureReportsTable;
+  device_enrollment_tokens: DeviceEnrollmentTokensTable;
+  device_authorizations: DeviceAuthorizationsTable;
+  device_posture: DevicePostureTable;
   policy_versions: PolicyVersionsTable;
   audit_events: AuditEventsTable;
   audit_checkpoints: AuditCheckpointsTable;
@@ -60,6 +63,54 @@ export interface DevicesTable {
   enrolled_at: number;
   updated_at: number;
   revoked_at: number | null;
+  /** The current device certificate, PEM; posture reports are verified against its key. */
+  cert_pem: string | null;
+  /** linux | macos, as the device said at enrollment. */
+  platform: string | null;
+  /** Who made the device managed: admin, token:<id>, auto or provider:<name>. */
+  managed_by: string | null;
+  revoked_reason: string | null;
+}
+
+/** Latest posture per device and source; the inventory merges the sources. */
+export interface DevicePostureTable {
+  device_id: string;
+  source: string;
+  reported_at: number;
+  received_at: number;
+  data_json: string;
+}
+
+export interface DeviceEnrollmentTokensTable {
+  id: string;
+  token_sha256: string;
+  created_by: string;
+  note: string | null;
+  /** 1: devices enrolled with it start managed (the admin vouched for them). */
+  managed: number;
+  max_uses: number;
+  uses: number;
+  created_at: number;
+  expires_at: number;
+  revoked_at: number | null;
+}
+
+export interface DeviceAuthorizationsTable {
+  id: string;
+  device_code_sha256: string;
+  user_code: string;
+  name: string;
+  serial: string | null;
+  platform: string | null;
+  csr_pem: string;
+  /** pending | approved | denied | issued */
+  status: string;
+  /** Who approved it. */
+  user_id: string | null;
+  device_id: string | null;
+  created_at: number;
+  expires_at: number;
+  polled_at: number | null;
 }
 
 export interface PostureReportsTable {

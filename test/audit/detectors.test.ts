@@ -153,13 +153,13 @@ describe('after-hours detector', () => {
 });
 
 describe('posture detector', () => {
-  it('flags posture-failed and posture-stale reasons and alerts per device', () => {
+  it('flags device-posture-failed and posture-stale reasons and alerts per device', () => {
     const seen = feed(postureDetector(), [
-      decision({ decision: 'deny', reasons: ['posture-failed'] }),
+      decision({ decision: 'deny', reasons: ['device-posture-failed'] }),
       decision({ decision: 'deny', reasons: ['posture-stale'], device: 'dev-2' }),
       decision({ decision: 'deny', reasons: ['group-missing'] }),
     ]);
-    assert.deepEqual(seen[0]?.flags, ['posture-failed']);
+    assert.deepEqual(seen[0]?.flags, ['device-posture-failed']);
     assert.equal(seen[0]?.alerts[0]?.key, 'dev-laptop-1');
     assert.deepEqual(seen[1]?.flags, ['posture-stale']);
     assert.deepEqual(seen[2], { flags: [], alerts: [] });
@@ -225,7 +225,7 @@ describe('detectors in the audit log', () => {
       for (let index = 0; index < 8; index++) log.enqueue(deny(T0 + index * 1000));
       // After the dedupe window the same source alerts again.
       for (let index = 0; index < 6; index++) log.enqueue(deny(T0 + 11 * MINUTE + index * 1000));
-      log.enqueue(decision({ time: T0 + 12 * MINUTE, decision: 'deny', reasons: ['posture-failed'] }));
+      log.enqueue(decision({ time: T0 + 12 * MINUTE, decision: 'deny', reasons: ['device-posture-failed'] }));
       await log.close();
       assert.deepEqual(log.stats.alerts, { 'brute-force': 2, posture: 1 });
       const alerts = await queryEvents(store, { kind: 'alert', order: 'asc' });

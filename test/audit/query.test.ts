@@ -60,7 +60,7 @@ async function seed(store: Store): Promise<void> {
       device: 'dev-phone',
       route: 'git',
       decision: 'deny',
-      reasons: ['posture-failed', 'mfa-required'],
+      reasons: ['device-posture-failed', 'mfa-required'],
       session: 'sess-bob',
       sourceIp: '192.0.2.99',
     }),
@@ -83,7 +83,7 @@ for (const target of STORE_TARGETS) {
         assert.deepEqual(await seqs({ device: 'dev-phone' }), [4, 5]);
         assert.deepEqual(await seqs({ route: 'wiki' }), [1, 2]);
         assert.deepEqual(await seqs({ decision: 'deny' }), [3, 5]);
-        assert.deepEqual(await seqs({ reason: 'posture-failed' }), [5]);
+        assert.deepEqual(await seqs({ reason: 'device-posture-failed' }), [5]);
         assert.deepEqual(await seqs({ reason: 'posture' }), []);
         assert.deepEqual(await seqs({ risk: 'token-replay' }), [5, 6]);
         assert.deepEqual(await seqs({ risk: true, kind: 'decision' }), [5]);
@@ -176,7 +176,7 @@ for (const target of STORE_TARGETS) {
       const lines = table.stdout.trim().split('\n');
       assert.match(lines[0] ?? '', /^SEQ\s+TIME\s+KIND\s+WHO\s+WHAT\s+OUTCOME\s+WHY\s+RISK$/);
       assert.equal(lines.length, 4);
-      assert.match(lines[1] ?? '', /^5 .*deny .*posture-failed mfa-required\s+token-replay$/);
+      assert.match(lines[1] ?? '', /^5 .*deny .*device-posture-failed mfa-required\s+token-replay$/);
 
       const json = await cli(['audit', 'query', '--database', url, '--risk', '--json']);
       assert.equal(json.code, 0, json.stderr);

@@ -65,15 +65,19 @@ test('posture booleans require the stated value', () => {
   ] as const) {
     const decide = allowIf({ posture: { [key]: true } });
     assert.equal(decide(mac()).effect, 'allow', key);
-    assert.deepEqual(decide(mac({ [field]: false })).reasons, ['posture-failed'], key);
-    assert.deepEqual(decide(mac({ [field]: undefined })).reasons, ['posture-failed'], `${key} missing`);
+    assert.deepEqual(decide(mac({ [field]: false })).reasons, ['device-posture-failed'], key);
+    assert.deepEqual(
+      decide(mac({ [field]: undefined })).reasons,
+      ['device-posture-failed'],
+      `${key} missing`,
+    );
   }
 });
 
 test('a false posture check is reported even when another field is missing', () => {
   const decide = allowIf({ posture: { disk_encrypted: true, firewall: true } });
   const decision = decide(mac({ diskEncrypted: undefined, firewall: false }));
-  assert.deepEqual(decision.reasons, ['posture-failed']);
+  assert.deepEqual(decision.reasons, ['device-posture-failed']);
 });
 
 test('os family and minimum version are checked per family', () => {
@@ -82,7 +86,7 @@ test('os family and minimum version are checked per family', () => {
   });
   assert.equal(decide(mac({ osVersion: '14.0' })).effect, 'allow');
   assert.equal(decide(mac({ osVersion: '15' })).effect, 'allow');
-  assert.deepEqual(decide(mac({ osVersion: '13.6.9' })).reasons, ['posture-failed']);
+  assert.deepEqual(decide(mac({ osVersion: '13.6.9' })).reasons, ['device-posture-failed']);
   assert.equal(decide(mac({ osFamily: 'linux', osVersion: '6.8.0' })).effect, 'allow');
   assert.equal(decide(mac({ osFamily: 'linux', osVersion: '5.15' })).effect, 'deny');
   assert.equal(decide(mac({ osFamily: 'windows', osVersion: '11' })).effect, 'deny');
@@ -92,7 +96,7 @@ test('os family and minimum version are checked per family', () => {
 
 test('a minimum version for another family fails closed', () => {
   const decide = allowIf({ posture: { min_os_version: { macos: '14.0' } } });
-  assert.deepEqual(decide(mac({ osFamily: 'windows', osVersion: '11' })).reasons, ['posture-failed']);
+  assert.deepEqual(decide(mac({ osFamily: 'windows', osVersion: '11' })).reasons, ['device-posture-failed']);
 });
 
 test('a posture report older than max_age is stale', () => {
@@ -104,5 +108,5 @@ test('a posture report older than max_age is stale', () => {
 test('no device or no posture report never matches a posture condition', () => {
   const decide = allowIf({ posture: { disk_encrypted: true } });
   assert.deepEqual(decide({}).reasons, ['device-missing']);
-  assert.deepEqual(decide({ device: { id: 'd', state: 'managed' } }).reasons, ['posture-failed']);
+  assert.deepEqual(decide({ device: { id: 'd', state: 'managed' } }).reasons, ['device-posture-failed']);
 });

@@ -1,7 +1,7 @@
 import type { Detector } from '../detect.ts';
 
 /**
- * Posture failure: a decision whose reasons include `posture-failed` or `posture-stale`
+ * Posture failure: a decision whose reasons include `device-posture-failed` or `posture-stale`
  * is flagged with the same name, and raises an alert keyed by the device (or the user
  * when the device is unknown).
  */
@@ -10,10 +10,10 @@ export function postureDetector(): Detector {
     name: 'posture',
     observe(event, report) {
       if (event.kind !== 'decision') return;
-      const failed = event.reasons.includes('posture-failed');
+      const failed = event.reasons.includes('device-posture-failed');
       const stale = event.reasons.includes('posture-stale');
       if (!failed && !stale) return;
-      if (failed) report.flag('posture-failed');
+      if (failed) report.flag('device-posture-failed');
       if (stale) report.flag('posture-stale');
       const key = event.device ?? event.user ?? event.sourceIp;
       report.alert({
@@ -21,7 +21,7 @@ export function postureDetector(): Detector {
         severity: failed ? 'medium' : 'low',
         summary: `device ${event.device ?? '(unknown)'} of ${event.user ?? '(anonymous)'} ${failed ? 'failed its posture check' : 'has a stale posture report'}`,
         risk: [
-          ...(failed ? (['posture-failed'] as const) : []),
+          ...(failed ? (['device-posture-failed'] as const) : []),
           ...(stale ? (['posture-stale'] as const) : []),
         ],
         user: event.user,

@@ -8,7 +8,7 @@ const MISSING = bit('device-missing') | UNKNOWN;
 const UNMANAGED = bit('device-unmanaged');
 const REVOKED = bit('device-revoked');
 const DENIED = bit('device-denied');
-const POSTURE_FAILED = bit('posture-failed');
+const POSTURE_FAILED = bit('device-posture-failed');
 const POSTURE_UNKNOWN = POSTURE_FAILED | UNKNOWN;
 const POSTURE_STALE = bit('posture-stale');
 
@@ -60,7 +60,7 @@ export function compareVersions(actual: string, minimum: string): number | undef
   return 0;
 }
 
-type BooleanField = 'diskEncrypted' | 'firewall' | 'screenLock' | 'edrRunning';
+type BooleanField = 'diskEncrypted' | 'firewall' | 'screenLock' | 'edrRunning' | 'compliant';
 
 /**
  * Every check in one `posture` block has to hold. A check on a field the report lacks is
@@ -73,6 +73,7 @@ export function posture(spec: PostureSpec): Leaf {
   if (spec.firewall !== undefined) booleans.push(['firewall', spec.firewall]);
   if (spec.screen_lock !== undefined) booleans.push(['screenLock', spec.screen_lock]);
   if (spec.edr_running !== undefined) booleans.push(['edrRunning', spec.edr_running]);
+  if (spec.compliant !== undefined) booleans.push(['compliant', spec.compliant]);
   const maxAge = spec.max_age === undefined ? undefined : (parseDuration(spec.max_age) as number);
   const families = spec.os_family === undefined ? undefined : memberOf(spec.os_family);
   const minimums =
