@@ -51,7 +51,8 @@ export type VigilErrorCode =
   | 'ERR_CA_IMPORT_INVALID'
   | 'ERR_CA_ROTATION'
   | 'ERR_CA_CERT_NOT_FOUND'
-  | 'ERR_CA_REVOKE_REASON';
+  | 'ERR_CA_REVOKE_REASON'
+  | 'ERR_DEVICE_PLATFORM';
 
 export class VigilError extends Error {
   readonly code: VigilErrorCode;
