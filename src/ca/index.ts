@@ -18,6 +18,7 @@ export {
 export { type CheckedCsr, type CsrPolicy, checkCsr, DEFAULT_CSR_POLICY, MAX_CSR_BYTES } from './csr.ts';
 export { CA_KEY_ENV, CaSealingKey, createCaKeyFile, loadCaSealingKey } from './lib/seal.ts';
 export { CA_KEY_ALGORITHMS, type CaKeyAlgorithm } from './lib/x509.ts';
+export { createCertificateRequest } from './request.ts';
 export { caApiRoutes } from './routes.ts';
 export {
   BACKDATE_MS,

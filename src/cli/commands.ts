@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
+import { registerAgentCommand } from './agent.ts';
 import { registerAuditCommand } from './audit.ts';
 import { registerCaCommand } from './ca.ts';
 import { registerConfigCommand } from './config.ts';
+import { registerDeviceCommand } from './device.ts';
 import { registerPolicyCommand } from './policy.ts';
 import { registerServerCommand } from './server.ts';
 import { registerSessionCommand } from './session.ts';
@@ -16,4 +18,6 @@ export function registerCommands(program: Command): void {
   registerCaCommand(program);
   registerAuditCommand(program);
   registerSessionCommand(program);
+  registerDeviceCommand(program);
+  registerAgentCommand(program);
 }

@@ -1,16 +1,7 @@
 import type { Command } from 'commander';
-import { VigilError, type VigilErrorCode } from '../errors.ts';
-import { readSecretFile } from '../internal/secrets.ts';
-import { type OutputOptions, printObject, printRows } from './output.ts';
-
-/** How long one admin API call may take. */
-const ADMIN_CALL_TIMEOUT_MS = 10_000;
-const DEFAULT_ADMIN_URL = 'http://127.0.0.1:8081';
-
-interface AdminOptions extends OutputOptions {
-  server: string;
-  tokenFile?: string;
-}
+import { VigilError } from '../errors.ts';
+import { type AdminOptions, adminOptions, call } from './admin-api.ts';
+import { printObject, printRows } from './output.ts';
 
 interface SessionRow extends Record<string, unknown> {
   id: string;
@@ -23,53 +14,6 @@ interface SessionRow extends Record<string, unknown> {
   last_seen_at: string;
   expires_at: string;
   revoked_at: string | null;
-}
-
-function adminToken(options: AdminOptions): string {
-  if (options.tokenFile !== undefined) {
-    const read = readSecretFile(options.tokenFile);
-    if ('value' in read) return read.value;
-    throw new VigilError(
-      'ERR_CLI_USAGE',
-      `--token-file ${options.tokenFile}: ${read.problem === 'too-open' ? 'readable by group or others; run chmod 600' : read.problem}`,
-    );
-  }
-  const fromEnv = process.env.VIGIL_ADMIN_TOKEN;
-  if (fromEnv) return fromEnv;
-  throw new VigilError('ERR_CLI_USAGE', 'give the admin token with --token-file PATH or VIGIL_ADMIN_TOKEN');
-}
-
-/** One admin API call; a non-2xx answer becomes a VigilError with the server's public message. */
-async function call(options: AdminOptions, method: string, path: string): Promise<unknown> {
-  const url = new URL(path, options.server.endsWith('/') ? options.server : `${options.server}/`);
-  let response: Response;
-  try {
-    response = await fetch(url, {
-      method,
-      headers: { authorization: `Bearer ${adminToken(options)}`, accept: 'application/json' },
-      signal: AbortSignal.timeout(ADMIN_CALL_TIMEOUT_MS),
-    });
-  } catch (error) {
-    if (error instanceof VigilError) throw error;
-    throw new VigilError(
-      'ERR_CLI_USAGE',
-      `cannot reach the admin API at ${url.origin}: ${(error as Error).message}`,
-      {
-        cause: error,
-      },
-    );
-  }
-  const body = (await response.json().catch(() => null)) as { error?: string; message?: string } | null;
-  if (!response.ok) {
-    const code: VigilErrorCode =
-      response.status === 404 && body?.error === 'ERR_SESSION_NOT_FOUND'
-        ? 'ERR_SESSION_NOT_FOUND'
-        : response.status === 401
-          ? 'ERR_ADMIN_UNAUTHENTICATED'
-          : 'ERR_HTTP_BAD_REQUEST';
-    throw new VigilError(code, `${method} ${url.pathname}: ${response.status} ${body?.message ?? 'error'}`);
-  }
-  return body;
 }
 
 async function list(
@@ -119,11 +63,7 @@ export function registerSessionCommand(program: Command): void {
   const session = program
     .command('session')
     .description('list and revoke login sessions on a running server');
-  const common = (command: Command) =>
-    command
-      .option('--server <url>', 'admin API URL', process.env.VIGIL_ADMIN_URL ?? DEFAULT_ADMIN_URL)
-      .option('--token-file <path>', 'admin token file (0600); or set VIGIL_ADMIN_TOKEN')
-      .option('--json', 'print JSON');
+  const common = adminOptions;
   common(
     session
       .command('list')

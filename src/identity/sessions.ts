@@ -223,6 +223,26 @@ export class SessionManager {
     return this.#revokeWhere('user_id', userId, reason);
   }
 
+  /**
+   * Binds a session to the device it was first used from (seen through the device's
+   * client certificate). Memory changes at once, so the next request of this session
+   * already carries the device; a session keeps its first device for good.
+   */
+  async bindDevice(sessionId: string, deviceId: string): Promise<boolean> {
+    const live = this.#live.get(sessionId);
+    if (!live || live.row.device_id !== null) return false;
+    this.#live.set(sessionId, this.#toLive({ ...live.row, device_id: deviceId }, live.refreshedAt));
+    const result = await this.#store.db
+      .updateTable('sessions')
+      .set({ device_id: deviceId })
+      .where('id', '=', sessionId)
+      .where('device_id', 'is', null)
+      .executeTakeFirst();
+    const changed = Number(result.numUpdatedRows) > 0;
+    if (changed) await this.#store.changes.publish({ channel: 'session', action: 'updated', id: sessionId });
+    return changed;
+  }
+
   /** Revokes every session bound to a device (lost or compromised device). */
   async revokeDevice(deviceId: string, reason: string): Promise<number> {
     return this.#revokeWhere('device_id', deviceId, reason);

@@ -80,6 +80,11 @@ export interface ProxyOptions {
   record?: (record: ProxyDecisionRecord) => boolean;
   /** Rate limits and lockout; none when absent. */
   limiter?: AccessLimiter;
+  /**
+   * A reason to refuse the request before any decision, from its TLS connection: a
+   * client certificate that is expired, revoked or untrusted (`cert-revoked` …).
+   */
+  peerRefusal?: (request: IncomingMessage) => string | undefined;
   /** Handlers for `/.vigil/login`, `/callback`, `/logout` and others owned by identity. */
   reserved?: ReadonlyMap<string, (request: IncomingMessage, response: ServerResponse) => void>;
   clock?: Clock;
@@ -184,6 +189,8 @@ export class AccessProxy {
     if ('problem' in target) return { status: 400, error: `bad-request-target:${target.problem}` };
     const host = hostOf(request.headers.host);
     if (host === undefined || hasRepeatedHost(request.rawHeaders)) return { status: 400, error: 'bad-host' };
+    const refused = this.#options.peerRefusal?.(request);
+    if (refused !== undefined) return { status: 403, error: refused };
     const startedAt = performance.now();
     const set = this.#options.policies();
     const route = set.routeFor(host, target.path);

@@ -55,6 +55,8 @@ const ADMIN_ACTIONS: Readonly<Record<string, string>> = {
   'key:ca-rotated': 'ca.rotated',
   'device:enrolled': 'device.enrolled',
   'device:revoked': 'device.revoked',
+  'device:approved': 'device.approved',
+  'device:token-created': 'device.token-created',
 };
 
 /** The audit capability as the server runs it: writer, detectors, metrics, API. */

@@ -11,7 +11,16 @@ const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 60_000;
 const KEEP_ALIVE_TIMEOUT_MS = 5_000;
 
-export function createListener(handler: RequestListener, tls: VigilConfig['server']['tls']): Server {
+/**
+ * An HTTP or HTTPS listener. `deviceCaPem` (the internal CA's bundle) makes the listener
+ * ask for client certificates as `client_ca_file` does; either way a client without one
+ * still connects, and the proxy decides what a certificate (or its absence) means.
+ */
+export function createListener(
+  handler: RequestListener,
+  tls: VigilConfig['server']['tls'],
+  deviceCaPem?: string,
+): Server {
   const options = {
     maxHeaderSize: MAX_HEADER_BYTES,
     headersTimeout: HEADERS_TIMEOUT_MS,
@@ -27,8 +36,15 @@ export function createListener(handler: RequestListener, tls: VigilConfig['serve
       ...options,
       cert: readFileSync(tls.cert_file),
       key: readFileSync(tls.key_file),
-      ...(tls.client_ca_file
-        ? { ca: readFileSync(tls.client_ca_file), requestCert: true, rejectUnauthorized: false }
+      ...(tls.client_ca_file || deviceCaPem
+        ? {
+            ca: [
+              ...(tls.client_ca_file ? [readFileSync(tls.client_ca_file, 'utf8')] : []),
+              ...(deviceCaPem ? [deviceCaPem] : []),
+            ],
+            requestCert: true,
+            rejectUnauthorized: false,
+          }
         : {}),
     },
     handler,

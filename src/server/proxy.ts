@@ -32,6 +32,8 @@ export interface ProxyWiring {
   reserved: ReadonlyMap<string, (request: IncomingMessage, response: ServerResponse) => void>;
   /** Audit enqueue; false refuses the request (fail closed). */
   record?: (record: ProxyDecisionRecord) => boolean;
+  /** Refuses requests on connections with a bad client certificate. */
+  peerRefusal?: (request: IncomingMessage) => string | undefined;
 }
 
 function upstreamsOf(config: LoadedConfig): Map<string, UpstreamGroup> {
@@ -125,6 +127,7 @@ export async function startProxy(
     upstreams: () => upstreams,
     authenticate: options.wiring.authenticate,
     reserved: options.wiring.reserved,
+    ...(options.wiring.peerRefusal ? { peerRefusal: options.wiring.peerRefusal } : {}),
     signer,
     sessionCookie: loaded.config.session.cookie_name,
     trustedProxies: loaded.config.server.trusted_proxies,

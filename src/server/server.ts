@@ -4,6 +4,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { CertificateAuthority, caApiRoutes, DEFAULT_CSR_POLICY, loadCaSealingKey } from '../ca/index.ts';
 import { ConfigWatcher, type LoadedConfig } from '../config/index.ts';
+import {
+  DeviceBinding,
+  DeviceInventory,
+  DeviceRegistry,
+  deviceApiRoutes,
+  deviceEndpoints,
+} from '../device/index.ts';
 import { isVigilError, VigilError } from '../errors.ts';
 import { type AuthResult, createIdentity, type IdentityService } from '../identity/index.ts';
 import { type ApiRoute, ApiRouter, readJson, sendJson } from '../internal/http.ts';
@@ -170,12 +177,28 @@ export async function startServer(
     }
     logger.info('internal CA ready');
   }
+  // Device trust stands on the CA: certificates are the device's identity.
+  let devices: { registry: DeviceRegistry; inventory: DeviceInventory; binding: DeviceBinding } | undefined;
+  if (ca) {
+    const inventory = await DeviceInventory.open(store, { logger });
+    const registry = new DeviceRegistry({
+      store,
+      ca,
+      autoApprove: config.devices.auto_approve,
+      authorizationTtlMs: config.devices.authorization_ttl,
+      postureMaxSkewMs: config.devices.posture_max_skew,
+      onRevoked: (deviceId, reason) => identity.sessions.revokeDevice(deviceId, `device revoked: ${reason}`),
+    });
+    devices = { registry, inventory, binding: new DeviceBinding({ ca, inventory }) };
+    logger.info({ devices: inventory.size }, 'device inventory ready');
+  }
   router.add(
     statusRoute,
     ...policies.routes,
     ...identity.adminRoutes,
     ...audit.routes,
     ...(ca ? caApiRoutes(ca) : []),
+    ...(devices ? deviceApiRoutes(devices.registry) : []),
   );
 
   const admin = createListener(
@@ -200,26 +223,63 @@ export async function startServer(
   watcher.onChange((next) => {
     authOptions = authOptionsOf(next.config.routes);
   });
-  const toRequestIdentity = (result: AuthResult) => {
+  const binding = devices?.binding;
+  const toRequestIdentity = (result: AuthResult, request: IncomingMessage) => {
     const found = result.identity;
     if (found === undefined) return undefined;
     const { userId, email, groups, claims, amr, authTime } = found;
-    return { key: found.key, user: { id: userId, email, groups, claims, amr, authTime } };
+    const user = { id: userId, email, groups, claims, amr, authTime };
+    const device = binding?.resolve(request).device;
+    if (device === undefined) return { key: found.key, user };
+    if (found.sessionId !== undefined && found.deviceId === undefined) {
+      identity.sessions
+        .bindDevice(found.sessionId, device.id)
+        .catch((error: unknown) => logger.warn({ err: error }, 'binding a session to its device failed'));
+    } else if (found.deviceId !== undefined && found.deviceId !== device.id) {
+      // A session bound to one device used from another: its cookie travelled. No device.
+      return { key: found.key, user };
+    }
+    return { key: found.key, user, device };
   };
   const proxyWiring: ProxyWiring = {
     authenticate: (request, routeName) => {
       const options = (routeName === undefined ? undefined : authOptions.get(routeName)) ?? NO_OPTIONS;
       const result = identity.authenticate(request, options);
-      return result instanceof Promise ? result.then(toRequestIdentity) : toRequestIdentity(result);
+      return result instanceof Promise
+        ? result.then((settled) => toRequestIdentity(settled, request))
+        : toRequestIdentity(result, request);
     },
-    reserved: identity.reservedHandlers(secure),
+    reserved: new Map([
+      ...identity.reservedHandlers(secure),
+      ...(devices
+        ? deviceEndpoints({
+            registry: devices.registry,
+            providers: config.devices.providers.map((provider) => ({
+              name: provider.name,
+              secret: provider.secret_file.reveal(),
+              format: provider.format,
+              vouchManaged: provider.vouch_managed,
+            })),
+            whoIs: async (request) => {
+              const found = (await identity.authenticate(request, NO_OPTIONS)).identity;
+              return found === undefined ? undefined : { userId: found.userId, email: found.email };
+            },
+            logger,
+          })
+        : []),
+    ]),
     record: audit.record,
+    ...(binding ? { peerRefusal: (request: IncomingMessage) => binding.resolve(request).refused } : {}),
   };
   let serving: ServingProxy | undefined;
-  const proxy = createListener((request, response) => {
-    if (serving) serving.proxy.handle(request, response);
-    else sendJson(response, 503, { error: 'starting' });
-  }, config.server.tls);
+  const proxy = createListener(
+    (request, response) => {
+      if (serving) serving.proxy.handle(request, response);
+      else sendJson(response, 503, { error: 'starting' });
+    },
+    config.server.tls,
+    ca?.bundlePem(),
+  );
   const tlsFailures = new Counter({
     name: 'vigil_tls_handshake_failures_total',
     help: 'TLS handshakes that failed on the proxy listener (bad or revoked client certificates, protocol errors)',
@@ -285,7 +345,7 @@ export async function startServer(
         .revalidateConnections()
         .catch((error: unknown) => logger.warn({ err: error }, 'revalidating connections failed'));
     });
-  for (const channel of ['session', 'device', 'revocation'] as const)
+  for (const channel of ['session', 'device', 'posture', 'revocation'] as const)
     store.changes.subscribe(channel, (event) => {
       if (event.action !== 'seen' && event.action !== 'created') revalidate();
     });
@@ -314,6 +374,7 @@ export async function startServer(
         await identity.close();
         // Flushes what is queued: every acknowledged decision is on disk before exit.
         await audit.close();
+        devices?.inventory.close();
         ca?.close();
         await store.close();
         logger.info('vigil server stopped');

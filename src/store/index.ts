@@ -1,4 +1,5 @@
 export type { ChangeChannel, ChangeEvent, ChangeFeed, ChangeInput } from './change-feed.ts';
+export { isUniqueViolation } from './errors.ts';
 export { MIGRATION_NAMES } from './migrations.ts';
 export {
   LATEST_MIGRATION,

@@ -1,0 +1,77 @@
+import { z } from 'zod';
+import type { DevicePosture } from '../policy/index.ts';
+
+/** Fields a posture report or provider may set; the same names the policy input uses. */
+const POSTURE_FIELDS = [
+  'osFamily',
+  'osVersion',
+  'diskEncrypted',
+  'firewall',
+  'screenLock',
+  'edrRunning',
+  'compliant',
+] as const;
+
+const check = z.strictObject({
+  field: z.enum(POSTURE_FIELDS),
+  value: z.union([z.string().max(128), z.boolean()]).optional(),
+  evidence: z.string().max(512),
+});
+
+/** What one source (the agent, a provider) said about a device, as stored and merged. */
+export const postureDataSchema = z.strictObject({
+  osFamily: z.enum(['linux', 'macos', 'windows']).optional(),
+  osVersion: z
+    .string()
+    .regex(/^\d{1,6}(\.\d{1,6}){0,5}$/, 'must be a dotted numeric version')
+    .optional(),
+  osName: z.string().max(128).optional(),
+  hostname: z.string().max(255).optional(),
+  serial: z.string().max(128).optional(),
+  diskEncrypted: z.boolean().optional(),
+  firewall: z.boolean().optional(),
+  screenLock: z.boolean().optional(),
+  edrRunning: z.boolean().optional(),
+  compliant: z.boolean().optional(),
+  /** A provider's word that it manages the device (MDM enrollment). */
+  managed: z.boolean().optional(),
+  checks: z.array(check).max(32).optional(),
+});
+
+export type PostureData = z.infer<typeof postureDataSchema>;
+
+/** The latest report of one source for one device. */
+export interface SourcedPosture {
+  source: string;
+  reportedAt: number;
+  data: PostureData;
+}
+
+const BOOLEAN_FIELDS = ['diskEncrypted', 'firewall', 'screenLock', 'edrRunning', 'compliant'] as const;
+
+/**
+ * One posture from the latest report of every source. A boolean is false when any
+ * source says false (the agent may not see what the MDM sees, and the other way round;
+ * the more cautious word wins), true when some source says true and none false. The OS
+ * comes from the newest report that names one; the age is that of the newest report.
+ */
+export function mergePosture(reports: readonly SourcedPosture[]): DevicePosture | undefined {
+  if (reports.length === 0) return undefined;
+  const newestFirst = [...reports].sort((a, b) => b.reportedAt - a.reportedAt);
+  const merged: DevicePosture = { reportedAt: (newestFirst[0] as SourcedPosture).reportedAt };
+  const withOs = newestFirst.find((report) => report.data.osFamily !== undefined);
+  if (withOs?.data.osFamily !== undefined) {
+    merged.osFamily = withOs.data.osFamily;
+    if (withOs.data.osVersion !== undefined) merged.osVersion = withOs.data.osVersion;
+  }
+  for (const field of BOOLEAN_FIELDS) {
+    let value: boolean | undefined;
+    for (const report of reports) {
+      const said = report.data[field];
+      if (said === false) value = false;
+      else if (said === true && value === undefined) value = true;
+    }
+    if (value !== undefined) merged[field] = value;
+  }
+  return merged;
+}
