@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { chownSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chownSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import {
   type CollectedPosture,
@@ -13,59 +13,11 @@ import {
 import { runCommand } from '../../src/device/posture/command.ts';
 import { linuxProbes, nftFiltersInput, parseOsRelease } from '../../src/device/posture/linux.ts';
 import { isVigilError } from '../../src/errors.ts';
+import { blockDevice, LUKS_UUID, makeHostRoot, rootMount } from '../support/host-root.ts';
 import { tempDir } from '../support/tmp.ts';
 
 const base = tempDir('vigil-posture-');
-
-/** A fake host root: paths to file contents, or null for an (empty) folder. */
-function fakeRoot(tree: Record<string, string | null>): string {
-  const root = mkdtempSync(join(base, 'root-'));
-  for (const [path, content] of Object.entries(tree)) {
-    const full = join(root, path);
-    if (content === null) {
-      mkdirSync(full, { recursive: true });
-    } else {
-      mkdirSync(dirname(full), { recursive: true });
-      writeFileSync(full, content);
-    }
-  }
-  return root;
-}
-
-/** pid 1's mountinfo with `/` mounted from `source` (device number `majorMinor`). */
-function rootMount(majorMinor: string, fsType: string, source: string): Record<string, string> {
-  return {
-    'proc/1/mountinfo':
-      '22 27 0:21 / /proc rw,relatime shared:12 - proc proc rw\n' +
-      `27 1 ${majorMinor} / / rw,relatime shared:1 - ${fsType} ${source} rw,errors=remount-ro\n` +
-      '30 27 0:27 / /dev/shm rw,nosuid,nodev shared:3 - tmpfs tmpfs rw\n',
-  };
-}
-
-/** A sysfs block device; `slaves` lists what it sits on (empty for a disk). */
-function blockDevice(
-  name: string,
-  majorMinor: string,
-  options: {
-    uuid?: string;
-    mapperName?: string;
-    slaves?: string[];
-    partitions?: Record<string, string>;
-  } = {},
-): Record<string, string | null> {
-  const tree: Record<string, string | null> = {
-    [`sys/block/${name}/dev`]: `${majorMinor}\n`,
-    [`sys/block/${name}/slaves`]: null,
-  };
-  if (options.uuid !== undefined) tree[`sys/block/${name}/dm/uuid`] = `${options.uuid}\n`;
-  if (options.mapperName !== undefined) tree[`sys/block/${name}/dm/name`] = `${options.mapperName}\n`;
-  for (const slave of options.slaves ?? []) tree[`sys/block/${name}/slaves/${slave}`] = null;
-  for (const [partition, number] of Object.entries(options.partitions ?? {})) {
-    tree[`sys/block/${name}/${partition}/dev`] = `${number}\n`;
-    tree[`sys/block/${name}/${partition}/partition`] = '1\n';
-  }
-  return tree;
-}
+const fakeRoot = (tree: Record<string, string | null>) => makeHostRoot(base, tree);
 
 /** /proc entries for processes: pid to comm (and optionally argv). */
 function processes(list: Record<string, string | { comm: string; argv: string[] }>): Record<string, string> {
@@ -78,8 +30,6 @@ function processes(list: Record<string, string | { comm: string; argv: string[] 
   }
   return tree;
 }
-
-const LUKS_UUID = 'CRYPT-LUKS2-5f4dcc3b5aa765d61d8327deb882cf99-cryptroot';
 
 function check(posture: CollectedPosture, field: PostureField) {
   const found = posture.checks.find((candidate) => candidate.field === field);

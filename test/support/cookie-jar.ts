@@ -68,6 +68,12 @@ export interface Visit {
 
 export class Browser {
   readonly jar = new CookieJar();
+  /** An undici dispatcher for every request (a private CA, a client certificate). */
+  readonly #dispatcher: unknown;
+
+  constructor(options: { dispatcher?: unknown } = {}) {
+    this.#dispatcher = options.dispatcher;
+  }
   /** Every URL requested, in order (redirect hops included). */
   readonly visited: URL[] = [];
 
@@ -82,6 +88,7 @@ export class Browser {
     this.visited.push(target);
     const response = await fetch(target, {
       ...init,
+      ...(this.#dispatcher !== undefined ? ({ dispatcher: this.#dispatcher } as RequestInit) : {}),
       headers,
       redirect: 'manual',
       signal: AbortSignal.timeout(10_000),
