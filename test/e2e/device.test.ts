@@ -49,37 +49,37 @@ function startEnroll(args: string[]) {
   return { prompt, exit };
 }
 
-describe('device trust end to end', () => {
-  it('enrolls with a browser login, reports posture, and gates a route on managed + disk encryption', async () => {
-    const dir = tempDir();
-    const tls = certificates(dir);
-    const database = `sqlite://${join(dir, 'data', 'vigil.db')}`;
-    const caKey = join(dir, 'vigil-ca.key');
-    const init = await runCli([
-      'ca',
-      'init',
-      '--trust-domain',
-      'corp.example',
-      '--key-file',
-      caKey,
-      '--database',
-      database,
-    ]);
-    assert.equal(init.code, 0, init.stderr);
+/** A vigil server with TLS, the internal CA, the dev IdP, an MDM provider and a device-gated route. */
+async function startDeviceServer() {
+  const dir = tempDir();
+  const tls = certificates(dir);
+  const database = `sqlite://${join(dir, 'data', 'vigil.db')}`;
+  const caKey = join(dir, 'vigil-ca.key');
+  const init = await runCli([
+    'ca',
+    'init',
+    '--trust-domain',
+    'corp.example',
+    '--key-file',
+    caKey,
+    '--database',
+    database,
+  ]);
+  assert.equal(init.code, 0, init.stderr);
 
-    const upstream = createServer((request, response) => {
-      response.writeHead(200, { 'content-type': 'application/json' });
-      response.end(
-        JSON.stringify({ user: request.headers['x-vigil-user'], device: request.headers['x-vigil-device'] }),
-      );
-    });
-    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    after(() => upstream.close());
+  const upstream = createServer((request, response) => {
+    response.writeHead(200, { 'content-type': 'application/json' });
+    response.end(
+      JSON.stringify({ user: request.headers['x-vigil-user'], device: request.headers['x-vigil-device'] }),
+    );
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  after(() => upstream.close());
 
-    writeFileSync(join(dir, 'mdm.secret'), `${PROVIDER_SECRET}\n`, { mode: 0o600 });
-    writeFileSync(
-      join(dir, 'policy.yaml'),
-      `policies:
+  writeFileSync(join(dir, 'mdm.secret'), `${PROVIDER_SECRET}\n`, { mode: 0o600 });
+  writeFileSync(
+    join(dir, 'policy.yaml'),
+    `policies:
   - name: compliant-engineers
     rules:
       - name: engineers-on-managed-encrypted-devices
@@ -89,11 +89,11 @@ describe('device trust end to end', () => {
             - device: managed
             - posture: { disk_encrypted: true, max_age: 1h }
 `,
-    );
-    const config = join(dir, 'vigil.yaml');
-    writeFileSync(
-      config,
-      `server:
+  );
+  const config = join(dir, 'vigil.yaml');
+  writeFileSync(
+    config,
+    `server:
   proxy_listen: 127.0.0.1:0
   admin_listen: 127.0.0.1:0
   data_dir: ${join(dir, 'data')}
@@ -118,15 +118,21 @@ routes:
     to: http://127.0.0.1:${(upstream.address() as AddressInfo).port}
     policy: compliant-engineers
 `,
-    );
-    const server = await spawnServer(config);
-    const adminFlags = [
-      '--server',
-      server.adminUrl,
-      '--token-file',
-      join(dir, 'data', 'admin.token'),
-      '--json',
-    ];
+  );
+  const server = await spawnServer(config);
+  const adminFlags = [
+    '--server',
+    server.adminUrl,
+    '--token-file',
+    join(dir, 'data', 'admin.token'),
+    '--json',
+  ];
+  return { dir, tls, server, adminFlags };
+}
+
+describe('device trust end to end', () => {
+  it('enrolls with a browser login, reports posture, and gates a route on managed + disk encryption', async () => {
+    const { dir, tls, server, adminFlags } = await startDeviceServer();
     const serverCa = readFileSync(tls.ca, 'utf8');
     const agents: Agent[] = [];
     after(() => Promise.all(agents.map((agent) => agent.close())));
@@ -294,6 +300,78 @@ routes:
       ]);
       assert.equal(lateAgent.code, 1);
       assert.match(lateAgent.stderr, /revoked/);
+    } finally {
+      assert.equal((await server.stop()).code, 0);
+    }
+  });
+});
+
+describe('device enrollment with a token', () => {
+  it('enrolls a managed device with a one-use token, refuses the token twice, and renews past half-life', async () => {
+    const { dir, tls, server, adminFlags } = await startDeviceServer();
+    try {
+      const created = await runCli([
+        'device',
+        'token',
+        'create',
+        '--managed',
+        '--uses',
+        '1',
+        '--ttl',
+        '1h',
+        ...adminFlags,
+      ]);
+      assert.equal(created.code, 0, created.stderr);
+      const token = (JSON.parse(created.stdout) as { token: string }).token;
+      const tokenFile = join(dir, 'enroll.token');
+      writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+      const enroll = (deviceDir: string) =>
+        runCli([
+          'device',
+          'enroll',
+          '--server',
+          server.proxyUrl,
+          '--server-ca',
+          tls.ca,
+          '--dir',
+          deviceDir,
+          '--token-file',
+          tokenFile,
+          '--json',
+        ]);
+      const first = await enroll(join(dir, 'runner-1'));
+      assert.equal(first.code, 0, first.stderr);
+      assert.equal((JSON.parse(first.stdout) as { state: string }).state, 'managed');
+      const second = await enroll(join(dir, 'runner-2'));
+      assert.equal(second.code, 1);
+      assert.match(second.stderr, /used up/);
+
+      // Past half its lifetime the agent renews the certificate before reporting.
+      const deviceDir = join(dir, 'runner-1');
+      const before = loadDevice(deviceDir);
+      const infoFile = join(deviceDir, 'device.json');
+      writeFileSync(
+        infoFile,
+        JSON.stringify({ ...before.info, renew_after: new Date(Date.now() - 1000).toISOString() }),
+        { mode: 0o600 },
+      );
+      const agent = await runCli([
+        'agent',
+        '--once',
+        '--dir',
+        deviceDir,
+        '--host-root',
+        encryptedLinuxRoot(dir),
+        '--json',
+      ]);
+      assert.equal(agent.code, 0, agent.stderr);
+      assert.equal(JSON.parse(agent.stdout).renewed, true);
+      const after = loadDevice(deviceDir);
+      assert.notEqual(after.info.serial, before.info.serial);
+      assert.equal(after.info.device_id, before.info.device_id);
+      assert.ok(Date.parse(after.info.renew_after) > Date.now(), 'the new certificate renews later');
+      const status = await runCli(['device', 'status', '--dir', deviceDir, '--json']);
+      assert.equal(JSON.parse(status.stdout).certificate_serial, after.info.serial);
     } finally {
       assert.equal((await server.stop()).code, 0);
     }
