@@ -109,7 +109,12 @@ export function workerAppender(file: string, signer: CheckpointSigner | undefine
   };
   const start = (): Worker => {
     const init: WorkerInit = { file, signer };
-    const started = new Worker(WORKER_URL, { workerData: init });
+    // The worker inherits the process's flags (a profiler, say), except one about how the
+    // main entry was given, which a worker refuses (`node --input-type=module -e …`).
+    const inherited = process.execArgv.some((flag) => flag.startsWith('--input-type'))
+      ? { execArgv: process.execArgv.filter((flag) => !flag.startsWith('--input-type')) }
+      : {};
+    const started = new Worker(WORKER_URL, { workerData: init, ...inherited });
     started.unref();
     started.on('message', (reply: WorkerReply) => {
       const entry = pending.get(reply.id);

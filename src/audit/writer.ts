@@ -2,7 +2,7 @@ import { VigilError } from '../errors.ts';
 import { type Clock, systemClock } from '../internal/clock.ts';
 import type { Store } from '../store/index.ts';
 import { type Logger, silentLogger } from '../telemetry/index.ts';
-import { appendBatch } from './append.ts';
+import { type Appender, type AppendSummary, inThreadAppender, workerAppender } from './appender.ts';
 import { eventIdSource, type PreparedEvent, prepareEvent } from './chain.ts';
 import type { CheckpointSigner } from './checkpoint.ts';
 import { DetectionPipeline, type Detector } from './detect.ts';
@@ -43,6 +43,12 @@ export interface AuditLogOptions {
   /** Window in which a second alert for the same (detector, key) is suppressed. */
   alertDedupeMs?: number;
   logger?: Logger;
+  /**
+   * Commit SQLite batches from a worker thread with its own connection (default true for
+   * a SQLite file), so hashing, inserts and fsync never hold the event loop. PostgreSQL
+   * and `:memory:` are always written from this thread (pg is asynchronous I/O already).
+   */
+  worker?: boolean;
 }
 
 export interface AuditLogStats {
@@ -109,7 +115,7 @@ class Writer implements AuditLog {
   readonly #flushIntervalMs: number;
   readonly #queueLimit: number;
   readonly #failClosed: boolean;
-  readonly #signer: CheckpointSigner | undefined;
+  readonly #appender: Appender;
   readonly #checkpointEvery: number;
   readonly #sinks: readonly AuditSink[];
   readonly #pipeline: DetectionPipeline;
@@ -155,7 +161,11 @@ class Writer implements AuditLog {
       throw new TypeError('onFull must be fail-closed or shed');
     }
     this.#failClosed = options.onFull !== 'shed';
-    this.#signer = options.signer;
+    const signer: CheckpointSigner | undefined = options.signer;
+    this.#appender =
+      store.dialect === 'sqlite' && store.file !== undefined && options.worker !== false
+        ? workerAppender(store.file, signer)
+        : inThreadAppender(store, signer);
     this.#checkpointEvery = positive('checkpointEvery', options.checkpointEvery, DEFAULT_CHECKPOINT_EVERY);
     this.#sinks = options.sinks ?? [];
     this.#pipeline = new DetectionPipeline(options.detectors ?? [], { dedupeMs: options.alertDedupeMs });
@@ -220,6 +230,7 @@ class Writer implements AuditLog {
       await Promise.race([drained, timeout]);
       clearTimeout(timer);
       for (const sink of this.#sinks) await sink.close?.().catch(() => {});
+      await this.#appender.close();
     }
   }
 
@@ -265,12 +276,13 @@ class Writer implements AuditLog {
       this.#pending = this.#prepare(taken);
     }
     const batch = this.#pending;
-    let result: Awaited<ReturnType<typeof appendBatch>>;
+    let result: AppendSummary;
     try {
-      result = await appendBatch(this.#store, batch.events, {
-        signer: this.#signer,
+      result = await this.#appender.append({
+        events: batch.events,
         checkpointEvery: this.#checkpointEvery,
         now: this.#clock.now(),
+        hashes: this.#sinks.length > 0,
       });
     } catch (error) {
       this.#stats.writeErrors++;
@@ -288,18 +300,22 @@ class Writer implements AuditLog {
     this.#pending = undefined;
     this.#done += batch.inputs;
     this.#stats.batches++;
-    this.#stats.appended += result.rows.length;
+    this.#stats.appended += batch.events.length;
     if (result.checkpoint) this.#stats.checkpoints++;
-    const last = result.rows.at(-1);
-    if (last) this.#stats.lastSeq = last.seq;
+    if (batch.events.length > 0) this.#stats.lastSeq = result.lastSeq;
     for (const source of batch.sources) {
       if (source.kind === 'alert')
         this.#stats.alerts[source.detector] = (this.#stats.alerts[source.detector] ?? 0) + 1;
     }
-    if (this.#sinks.length > 0 && result.rows.length > 0) {
-      const entries: SinkEntry[] = result.rows.map((row, index) => ({
-        record: { ...(batch.sources[index] as AuditEvent), seq: row.seq, id: row.id } as AuditRecord,
-        hash: row.hash,
+    const hashes = result.hashes;
+    if (this.#sinks.length > 0 && hashes !== undefined && hashes.length > 0) {
+      const entries: SinkEntry[] = hashes.map((hash, index) => ({
+        record: {
+          ...(batch.sources[index] as AuditEvent),
+          seq: result.firstSeq + index,
+          id: (batch.events[index] as PreparedEvent).id,
+        } as AuditRecord,
+        hash,
       }));
       for (const sink of this.#sinks) this.#deliver(sink, entries);
     }

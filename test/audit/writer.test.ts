@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { sql } from 'kysely';
 import {
   type AuditLogStats,
@@ -141,6 +143,52 @@ describe('audit log queue', () => {
       assert.throws(() => createAuditLog(store, { batchSize: 0 }), TypeError);
       assert.throws(() => createAuditLog(store, { onFull: 'drop' as never }), TypeError);
     });
+  });
+});
+
+describe('audit writer thread', () => {
+  it('writes one verifiable chain whichever thread commits: worker, calling thread, in-memory store', async () => {
+    const hashes: string[][] = [];
+    for (const [url, worker] of [
+      [freshSqliteUrl(), true],
+      [freshSqliteUrl(), false],
+      ['sqlite://:memory:', true],
+    ] as const) {
+      await withStore(url, async (store) => {
+        const log = createAuditLog(store, { ...QUIET, batchSize: 3, worker });
+        for (let index = 0; index < 7; index++) log.enqueue(decision({ requestId: `same-${index}` }));
+        await log.close();
+        assert.equal(log.stats.lastSeq, 7);
+        assert.equal(log.stats.batches, 3);
+        const result = await verifyChain(store);
+        assert.equal(result.ok, true);
+        assert.equal(result.events, 7);
+        const rows = await store.db.selectFrom('audit_events').select('data_json').orderBy('seq').execute();
+        hashes.push(rows.map((row) => row.data_json));
+      });
+    }
+    assert.deepEqual(hashes[1], hashes[0]);
+    assert.deepEqual(hashes[2], hashes[0]);
+  });
+
+  it('keeps the process alive while a batch is in flight, and not once the log is idle', async () => {
+    // A library user who never calls close(): flush must still resolve (the thread is
+    // referenced while it writes), and the process must then exit on its own.
+    const url = freshSqliteUrl();
+    await withStore(url, async () => {});
+    const script = `
+      import { createAuditLog } from ${JSON.stringify(new URL('../../src/audit/index.ts', import.meta.url).href)};
+      import { openStore } from ${JSON.stringify(new URL('../../src/store/index.ts', import.meta.url).href)};
+      const store = await openStore(${JSON.stringify(url)});
+      const log = createAuditLog(store);
+      log.enqueue({ kind: 'admin', time: Date.now(), actor: 'test', action: 'test.ran', target: 'x' });
+      await log.flush();
+      process.stdout.write(String(log.stats.lastSeq));
+    `;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
+      timeout: 30_000,
+    });
+    assert.equal(stdout, '1');
   });
 });
 
