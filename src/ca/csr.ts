@@ -1,5 +1,10 @@
-import { createPublicKey, type KeyObject, verify } from 'node:crypto';
+import { createPublicKey, verify } from 'node:crypto';
+
+/** A public key as node:crypto takes it without making a KeyObject first. */
+type KeyInput = { key: Buffer; format: 'der'; type: 'spki' };
+
 import { CertificationRequest } from '@peculiar/asn1-csr';
+import { ECParameters } from '@peculiar/asn1-ecc';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import * as asn1X509 from '@peculiar/asn1-x509';
 import { VigilError, type VigilErrorCode } from '../errors.ts';
@@ -41,8 +46,6 @@ export interface CheckedCsr {
   subjectPublicKeyInfo: asn1X509.SubjectPublicKeyInfo;
   /** Its DER encoding. */
   subjectPublicKeyInfoDer: ArrayBuffer;
-  /** The same key as node:crypto holds it (already checked to be a valid point). */
-  publicKey: KeyObject;
   /** ecdsa-p256, ecdsa-p384, ed25519, rsa-N */
   keyType: string;
   /** URI SANs the CSR asked for (at most one, by then). */
@@ -101,11 +104,12 @@ export function checkCsr(input: string | Uint8Array, policy: CsrPolicy = DEFAULT
     valid = verify(
       digest,
       new Uint8Array(request.certificationRequestInfoRaw),
-      { key, dsaEncoding: 'der' },
+      { ...key, dsaEncoding: 'der' },
       new Uint8Array(request.signature),
     );
   } catch (error) {
-    throw refused('ERR_CA_CSR_SIGNATURE', 'signature cannot be verified', 400, error);
+    // OpenSSL parses the key here: a point off its curve fails now.
+    throw refused('ERR_CA_CSR_SIGNATURE', 'public key or signature does not parse', 400, error);
   }
   if (!valid) throw refused('ERR_CA_CSR_SIGNATURE', 'signature does not match its public key');
 
@@ -141,7 +145,6 @@ export function checkCsr(input: string | Uint8Array, policy: CsrPolicy = DEFAULT
   return {
     subjectPublicKeyInfo: info.subjectPKInfo,
     subjectPublicKeyInfoDer: der,
-    publicKey: key,
     keyType,
     uris,
   };
@@ -164,48 +167,63 @@ function requestedExtensions(attributes: readonly asn1X509.Attribute[]): asn1X50
   return extensions;
 }
 
-/** Leaf key types by what OpenSSL reports for them. */
-const EC_CURVES: Readonly<Record<string, string>> = { prime256v1: 'ecdsa-p256', secp384r1: 'ecdsa-p384' };
+/** Key types by the SPKI's algorithm (and named curve) OIDs. */
+const KEY_TYPES: Readonly<Record<string, string>> = {
+  '1.2.840.10045.2.1:1.2.840.10045.3.1.7': 'ecdsa-p256',
+  '1.2.840.10045.2.1:1.3.132.0.34': 'ecdsa-p384',
+  '1.3.101.112:': 'ed25519',
+};
+const RSA_OID = '1.2.840.113549.1.1.1';
+const CURVE_NAMES: Readonly<Record<string, string>> = {
+  '1.3.132.0.35': 'secp521r1',
+  '1.3.132.0.10': 'secp256k1',
+};
 
 /**
- * The CSR's key as OpenSSL parses it (which also rejects points off their curve), after
- * the key-type policy; with its DER, which goes into the certificate unchanged.
+ * The CSR's key after the key-type policy, with its DER, which goes into the certificate
+ * unchanged. EC and Ed25519 keys are typed by their OIDs and parsed by OpenSSL once, in
+ * the signature check (which rejects points off their curve); RSA keys are parsed here
+ * for their size.
  */
 function publicKeyOf(
   spki: asn1X509.SubjectPublicKeyInfo,
   policy: CsrPolicy,
-): { key: KeyObject; keyType: string; der: ArrayBuffer } {
+): { key: KeyInput; keyType: string; der: ArrayBuffer } {
   let der: ArrayBuffer;
-  let key: KeyObject;
   try {
     der = AsnConvert.serialize(spki);
-    key = createPublicKey({ key: Buffer.from(der), format: 'der', type: 'spki' });
   } catch (error) {
     throw refused('ERR_CA_CSR_KEY_TYPE', 'public key does not parse', 400, error);
   }
   const notAllowed = (shown: string, why = 'P-256, P-384, Ed25519') =>
     refused('ERR_CA_CSR_KEY_TYPE', `key type ${shown} not allowed (${why})`);
-  const details = key.asymmetricKeyDetails;
-  switch (key.asymmetricKeyType) {
-    case 'ed25519':
-      return { key, keyType: 'ed25519', der };
-    case 'ec': {
-      const keyType = EC_CURVES[details?.namedCurve ?? ''];
-      if (keyType === undefined) throw notAllowed(`ecdsa ${details?.namedCurve ?? 'unknown curve'}`);
-      return { key, keyType, der };
+  const algorithm = spki.algorithm.algorithm;
+  const parameters = spki.algorithm.parameters;
+  let curve = '';
+  if (algorithm === '1.2.840.10045.2.1') {
+    try {
+      curve = parameters ? (AsnConvert.parse(parameters, ECParameters).namedCurve ?? '') : '';
+    } catch (error) {
+      throw refused('ERR_CA_CSR_KEY_TYPE', 'public key does not parse', 400, error);
     }
-    case 'rsa': {
-      const size = details?.modulusLength ?? 0;
-      if (policy.allowRsa && size >= MIN_RSA_BITS && size <= MAX_RSA_BITS)
-        return { key, keyType: `rsa-${size}`, der };
-      throw notAllowed(
-        `rsa-${size}`,
-        policy.allowRsa
-          ? `RSA keys must be ${MIN_RSA_BITS}-${MAX_RSA_BITS} bits`
-          : 'RSA keys are not enabled',
-      );
-    }
-    default:
-      throw notAllowed(key.asymmetricKeyType ?? 'unknown');
   }
+  const keyType = KEY_TYPES[`${algorithm}:${curve}`];
+  const input: KeyInput = { key: Buffer.from(der), format: 'der', type: 'spki' };
+  if (keyType !== undefined) return { key: input, keyType, der };
+  if (algorithm === RSA_OID) {
+    let size: number;
+    try {
+      size = createPublicKey(input).asymmetricKeyDetails?.modulusLength ?? 0;
+    } catch (error) {
+      throw refused('ERR_CA_CSR_KEY_TYPE', 'public key does not parse', 400, error);
+    }
+    if (policy.allowRsa && size >= MIN_RSA_BITS && size <= MAX_RSA_BITS)
+      return { key: input, keyType: `rsa-${size}`, der };
+    throw notAllowed(
+      `rsa-${size}`,
+      policy.allowRsa ? `RSA keys must be ${MIN_RSA_BITS}-${MAX_RSA_BITS} bits` : 'RSA keys are not enabled',
+    );
+  }
+  if (curve !== '') throw notAllowed(`ecdsa ${CURVE_NAMES[curve] ?? curve}`);
+  throw notAllowed(algorithm);
 }
