@@ -4,6 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { Pool } from 'undici';
 
 const [role, target] = process.argv.slice(2);
+// Exit normally on the bench's SIGTERM, so that --cpu-prof writes its profile.
+process.on('SIGTERM', () => process.exit(0));
 const BODY = Buffer.from('{"ok":true,"service":"bench-upstream"}');
 
 if (role === 'upstream') {

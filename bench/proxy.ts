@@ -1,8 +1,11 @@
 // bench/proxy.ts — req/s and latency through (a) a bare Node pass-through, (b) Vigil with
 // session + policy + assertion + audit on every request, (c) nginx proxy_pass; same
-// upstream, same wrk load, same run. Prints one JSON line last.
+// upstream, same wrk load, same run. Then the latency each adds at half of Vigil's peak:
+// an open-loop client (bench/_open-loop.ts) sends at a fixed rate and times each request
+// from when it was due, so stalls are not hidden as wrk's closed loop hides them.
+// Prints one JSON line last.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -11,7 +14,11 @@ import { Browser, freePort } from '../test/support/cookie-jar.ts';
 
 const DURATION = process.env.BENCH_DURATION ?? '8s';
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+/** Seconds of fixed-rate load per target, after a second of warm-up that is not counted. */
+const OPEN_SECONDS = Number(process.env.BENCH_OPEN_SECONDS ?? 10);
+const OPEN_WARMUP_MS = 1000;
 const CHILDREN = new URL('./_proxy-children.ts', import.meta.url).pathname;
+const OPEN_LOOP = new URL('./_open-loop.ts', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'vigil-bench-proxy-'));
 chmodSync(dir, 0o755);
 const children: ChildProcess[] = [];
@@ -23,17 +30,82 @@ function cleanup(): void {
 }
 process.on('exit', cleanup);
 
-async function child(args: string[]): Promise<number> {
-  const process_ = spawn(process.execPath, [CHILDREN, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function child(args: string[], execArgv: string[] = []): Promise<{ port: number; pid: number }> {
+  const process_ = spawn(process.execPath, [...execArgv, CHILDREN, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   children.push(process_);
   const [line] = await new Promise<string[]>((resolve) =>
     createInterface({ input: process_.stdout! }).once('line', (text) => resolve([text])),
   );
-  return Number(line);
+  return { port: Number(line), pid: process_.pid ?? 0 };
+}
+
+/** Clock ticks per second of /proc/PID/stat times (USER_HZ; 100 on Linux). */
+const TICKS_PER_SECOND = 100;
+
+/** CPU time (user + system) of a /proc stat file, in µs; NaN where /proc is not there. */
+function cpuMicros(statPath: string): number {
+  try {
+    const stat = readFileSync(statPath, 'utf8');
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / TICKS_PER_SECOND;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** CPU µs of each thread of `pid` by thread name (Node: MainThread, WorkerThread, V8Worker, libuv-worker). */
+function cpuByThread(pid: number): Map<string, number> {
+  const byName = new Map<string, number>();
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const name = readFileSync(`/proc/${pid}/task/${task}/comm`, 'utf8').trim();
+      byName.set(name, (byName.get(name) ?? 0) + cpuMicros(`/proc/${pid}/task/${task}/stat`));
+    }
+  } catch {
+    // not Linux, or gone
+  }
+  return byName;
+}
+
+interface CpuCost {
+  /** CPU µs the proxy's processes (every thread) spent per request sent. */
+  cpu_us_per_request: number;
+  /** The same by thread, for Vigil: event loop, audit writer thread, the rest (GC helpers, libuv pool). */
+  cpu_us_by_thread?: Record<string, number>;
+}
+
+/** Runs `work` and returns its result with what the processes `pids` spent on it. */
+function withCpu<T extends { sent: number }>(
+  pids: readonly number[],
+  work: () => T,
+  byThread = false,
+): T & CpuCost {
+  const sum = () => pids.reduce((total, pid) => total + cpuMicros(`/proc/${pid}/stat`), 0);
+  const threads = () => (byThread ? cpuByThread(pids[0] ?? 0) : new Map<string, number>());
+  const before = sum();
+  const threadsBefore = threads();
+  const result = work();
+  const perRequest = (micros: number) => Math.round(micros / result.sent);
+  const cost: CpuCost = { cpu_us_per_request: perRequest(sum() - before) };
+  if (byThread) {
+    const split: Record<string, number> = { MainThread: 0, WorkerThread: 0, other: 0 };
+    for (const [name, micros] of threads()) {
+      const key = name === 'MainThread' || name === 'WorkerThread' ? name : 'other';
+      split[key] = (split[key] ?? 0) + micros - (threadsBefore.get(name) ?? 0);
+    }
+    cost.cpu_us_by_thread = Object.fromEntries(
+      Object.entries(split).map(([name, micros]) => [name, perRequest(micros)]),
+    );
+  }
+  return { ...result, ...cost };
 }
 
 interface WrkResult {
   rps: number;
+  sent: number;
   p50_us: number;
   p99_us: number;
 }
@@ -54,12 +126,62 @@ function wrk(url: string, headers: Record<string, string>): WrkResult {
     throw new Error(`${url}: ${non2xx[1]} non-2xx responses; the benchmark would be measuring errors`);
   return {
     rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1] ?? 0),
+    sent: Number(/(\d+) requests in/.exec(output)?.[1] ?? Number.NaN),
     p50_us: toMicros(/\s50%\s+(\S+)/.exec(output)?.[1] ?? ''),
     p99_us: toMicros(/\s99%\s+(\S+)/.exec(output)?.[1] ?? ''),
   };
 }
 
-async function startNginx(upstreamPort: number): Promise<number> {
+interface OpenLoopResult {
+  rate: number;
+  achieved_rps: number;
+  requests: number;
+  sent: number;
+  non2xx: number;
+  send_lag_p99_us: number;
+  p50_us: number;
+  p90_us: number;
+  p99_us: number;
+  p999_us: number;
+  max_us: number;
+}
+
+/** Fixed-rate load from a separate process (so that its timing is not ours to disturb). */
+function openLoop(url: string, rate: number, headers: Record<string, string>): OpenLoopResult {
+  const output = execFileSync(
+    process.execPath,
+    [
+      OPEN_LOOP,
+      url,
+      String(rate),
+      String(OPEN_SECONDS * 1000),
+      String(OPEN_WARMUP_MS),
+      String(CONNECTIONS),
+      JSON.stringify(headers),
+    ],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const result = JSON.parse(output.trim().split('\n').at(-1) ?? '{}') as OpenLoopResult;
+  if (result.non2xx > 0) throw new Error(`${url}: ${result.non2xx} non-2xx responses at ${rate} req/s`);
+  return result;
+}
+
+/** Processes whose parent is `pid` (nginx's worker). */
+function childPids(pid: number): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) found.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+async function startNginx(upstreamPort: number): Promise<{ port: number; pid: number }> {
   const port = await freePort();
   for (const sub of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'])
     mkdirSync(join(dir, sub), { recursive: true });
@@ -85,7 +207,7 @@ http {
   for (let attempt = 0; attempt < 100; attempt++) {
     try {
       await fetch(`http://127.0.0.1:${port}/`);
-      return port;
+      return { port, pid: nginx.pid ?? 0 };
     } catch {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
@@ -93,7 +215,7 @@ http {
   throw new Error('nginx did not start');
 }
 
-async function startVigil(upstreamPort: number): Promise<{ url: string; cookie: string }> {
+async function startVigil(upstreamPort: number): Promise<{ url: string; cookie: string; pid: number }> {
   const proxyPort = await freePort();
   writeFileSync(
     join(dir, 'policy.yaml'),
@@ -140,39 +262,84 @@ routes:
     throw new Error(`login for the benchmark failed: ${landed.status} ${landed.body.slice(0, 200)}`);
   const cookie = browser.jar.header(new URL(server.proxyUrl));
   if (!cookie) throw new Error('no session cookie after login');
-  return { url: server.proxyUrl, cookie };
+  return { url: server.proxyUrl, cookie, pid: server.child.pid ?? 0 };
 }
 
-const upstreamPort = await child(['upstream']);
-const passthroughPort = await child(['passthrough', `http://127.0.0.1:${upstreamPort}`]);
-const nginxPort = await startNginx(upstreamPort);
-const vigil = await startVigil(upstreamPort);
-log(`upstream :${upstreamPort}  pass-through :${passthroughPort}  nginx :${nginxPort}  vigil ${vigil.url}`);
+const upstream = await child(['upstream']);
+// BENCH_PROFILE=DIR profiles the pass-through too, to compare what both pay per request.
+const passthroughChild = await child(
+  ['passthrough', `http://127.0.0.1:${upstream.port}`],
+  process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [],
+);
+const nginxStarted = await startNginx(upstream.port);
+const vigil = await startVigil(upstream.port);
+log(
+  `upstream :${upstream.port}  pass-through :${passthroughChild.port}  nginx :${nginxStarted.port}  vigil ${vigil.url}`,
+);
+
+interface Target {
+  name: 'node-passthrough' | 'vigil' | 'nginx';
+  url: string;
+  headers: Record<string, string>;
+  /** The proxy's processes, whose CPU time is charged to it. */
+  pids: () => number[];
+}
+const targets: Target[] = [
+  {
+    name: 'node-passthrough',
+    url: `http://127.0.0.1:${passthroughChild.port}/`,
+    headers: {},
+    pids: () => [passthroughChild.pid],
+  },
+  { name: 'vigil', url: `${vigil.url}/`, headers: { cookie: vigil.cookie }, pids: () => [vigil.pid] },
+  {
+    name: 'nginx',
+    url: `http://127.0.0.1:${nginxStarted.port}/`,
+    headers: {},
+    pids: () => [nginxStarted.pid, ...childPids(nginxStarted.pid)],
+  },
+];
 
 // Warm every path once so that JIT and pools are not measured cold.
-for (const [name, run] of [
-  ['pass-through', () => wrk(`http://127.0.0.1:${passthroughPort}/`, {})],
-  ['vigil', () => wrk(`${vigil.url}/`, { cookie: vigil.cookie })],
-  ['nginx', () => wrk(`http://127.0.0.1:${nginxPort}/`, {})],
-] as const) {
-  log(`warming ${name}`);
-  run();
+for (const target of targets) {
+  log(`warming ${target.name}`);
+  wrk(target.url, target.headers);
 }
-const results: Record<string, WrkResult> = {};
-for (const [name, run] of [
-  ['node-passthrough', () => wrk(`http://127.0.0.1:${passthroughPort}/`, {})],
-  ['vigil', () => wrk(`${vigil.url}/`, { cookie: vigil.cookie })],
-  ['nginx', () => wrk(`http://127.0.0.1:${nginxPort}/`, {})],
-] as const) {
-  log(`measuring ${name} (${DURATION}, ${CONNECTIONS} connections)`);
-  results[name] = run();
-  log(`  ${JSON.stringify(results[name])}`);
+const results: Record<string, WrkResult & CpuCost> = {};
+for (const target of targets) {
+  log(`measuring ${target.name} (${DURATION}, ${CONNECTIONS} connections)`);
+  results[target.name] = withCpu(
+    target.pids(),
+    () => wrk(target.url, target.headers),
+    target.name === 'vigil',
+  );
+  log(`  ${JSON.stringify(results[target.name])}`);
 }
 
-const ours = results.vigil as WrkResult;
-const passthrough = results['node-passthrough'] as WrkResult;
-const nginx = results.nginx as WrkResult;
+const ours = results.vigil as WrkResult & CpuCost;
+const passthrough = results['node-passthrough'] as WrkResult & CpuCost;
+const nginx = results.nginx as WrkResult & CpuCost;
 const round = (value: number, digits = 3) => Number(value.toFixed(digits));
+
+const halfRate = Math.max(1, Math.round(ours.rps / 2));
+const half: Record<string, OpenLoopResult & CpuCost> = {};
+for (const target of targets) {
+  log(`open loop ${target.name} at ${halfRate} req/s (${OPEN_SECONDS}s)`);
+  half[target.name] = withCpu(
+    target.pids(),
+    () => openLoop(target.url, halfRate, target.headers),
+    target.name === 'vigil',
+  );
+  log(`  ${JSON.stringify(half[target.name])}`);
+}
+const halfOf = (name: string) => {
+  const result = half[name] as OpenLoopResult;
+  return { p50: result.p50_us, p99: result.p99_us, p999: result.p999_us, max: result.max_us };
+};
+const halfVigil = half.vigil as OpenLoopResult;
+const halfPassthrough = half['node-passthrough'] as OpenLoopResult;
+const cpuOf = (of: Record<string, { cpu_us_per_request: number }>) =>
+  Object.fromEntries(targets.map((target) => [target.name, of[target.name]?.cpu_us_per_request]));
 process.stdout.write(
   `${JSON.stringify({
     bench: 'proxy',
@@ -187,9 +354,29 @@ process.stdout.write(
     },
     ratios: { 'node-passthrough': round(ours.rps / passthrough.rps), nginx: round(ours.rps / nginx.rps) },
     added_p99_us_vs_passthrough: round(ours.p99_us - passthrough.p99_us, 0),
-    load: { tool: 'wrk', threads: 1, connections: CONNECTIONS, duration: DURATION },
+    cpu_us_per_request: cpuOf(results),
+    vigil_cpu_us_by_thread: ours.cpu_us_by_thread,
+    half_load: {
+      rate: halfRate,
+      latency_us: {
+        vigil: halfOf('vigil'),
+        'node-passthrough': halfOf('node-passthrough'),
+        nginx: halfOf('nginx'),
+      },
+      cpu_us_per_request: cpuOf(half),
+      vigil_cpu_us_by_thread: half.vigil?.cpu_us_by_thread,
+      client_send_lag_p99_us: Math.max(...Object.values(half).map((result) => result.send_lag_p99_us)),
+    },
+    added_p99_ms_half_load: round((halfVigil.p99_us - halfPassthrough.p99_us) / 1000, 2),
+    load: {
+      tool: 'wrk',
+      threads: 1,
+      connections: CONNECTIONS,
+      duration: DURATION,
+      half_load: { tool: 'bench/_open-loop.ts (fixed rate, latency from due time)', seconds: OPEN_SECONDS },
+    },
     per_request:
-      'session cookie unseal + in-memory session, compiled policy, cached ES256 assertion, audit enqueue (SQLite)',
+      'session cookie unseal + in-memory session, compiled policy, cached ES256 assertion, audit enqueue (SQLite written by a worker thread)',
   })}\n`,
 );
 process.exit(0);
