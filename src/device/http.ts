@@ -29,6 +29,8 @@ export interface DeviceEndpointOptions {
   whoIs(request: IncomingMessage): Promise<{ userId: string; email: string | undefined } | undefined>;
   logger?: Logger;
   now?: () => number;
+  /** `server.public_url`: the origin users see, for the URLs shown and the approval form's Origin check. */
+  publicUrl?: string | undefined;
 }
 
 /** Enrollment bodies carry a CSR and a few names: small. */
@@ -95,6 +97,8 @@ async function readText(request: IncomingMessage, limit: number): Promise<string
 export function deviceEndpoints(options: DeviceEndpointOptions): Map<string, Handler> {
   const { registry, logger } = options;
   const now = options.now ?? Date.now;
+  const configured = options.publicUrl === undefined ? undefined : new URL(options.publicUrl).origin;
+  const publicBase = (request: IncomingMessage) => configured ?? requestOrigin(request);
   const wrap =
     (work: (request: IncomingMessage, response: ServerResponse) => Promise<void>): Handler =>
     (request, response) => {
@@ -285,8 +289,8 @@ export function deviceEndpoints(options: DeviceEndpointOptions): Map<string, Han
   return handlers;
 }
 
-/** Scheme and host the client used, for URLs it is shown (the Host header was checked by the listener). */
-function publicBase(request: IncomingMessage): string {
+/** Scheme and host the client used, when no public URL is configured. */
+function requestOrigin(request: IncomingMessage): string {
   const encrypted = (request.socket as { encrypted?: boolean }).encrypted === true;
   return `${encrypted ? 'https' : 'http'}://${request.headers.host ?? 'localhost'}`;
 }

@@ -97,7 +97,9 @@ function osFamily(name: string | undefined): PostureData['osFamily'] {
 /** Keeps a dotted numeric version ("14.4.1 (23E224)" → "14.4.1"); drops what is not one. */
 function numericVersion(text: string | undefined): string | undefined {
   const found = text === undefined ? undefined : /\d+(?:\.\d+){0,5}/.exec(text)?.[0];
-  return found;
+  // Only what postureDataSchema stores: a value it refuses would be written unchecked,
+  // then break `vigil device show` and vanish from the inventory.
+  return found !== undefined && /^\d{1,6}(?:\.\d{1,6}){0,5}$/.test(found) ? found : undefined;
 }
 
 function withoutUndefined(data: Record<string, unknown>): PostureData {

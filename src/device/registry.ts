@@ -92,6 +92,8 @@ export const AUTHORIZATION_INTERVAL_S = 2;
 const USER_CODE_ALPHABET = 'BCDFGHJKLMNPQRSTVWXZ';
 const MAX_NAME_LENGTH = 128;
 const MAX_TOKEN_USES = 10_000;
+/** Device grants waiting for a browser approval at once, across all users. */
+export const MAX_PENDING_AUTHORIZATIONS = 1000;
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const newDeviceId = () => `d-${randomBytes(8).toString('hex')}`;
@@ -272,6 +274,19 @@ export class DeviceRegistry {
     checkCsr(info.csr, DEFAULT_CSR_POLICY);
     const deviceCode = randomBytes(32).toString('base64url');
     const now = this.#clock.now();
+    // Anyone can start a grant: cap what is waiting, so a flood cannot fill the table.
+    const waiting = await this.#store.db
+      .selectFrom('device_authorizations')
+      .select((eb) => eb.fn.countAll<number>().as('count'))
+      .where('status', '=', 'pending')
+      .where('expires_at', '>', now)
+      .executeTakeFirstOrThrow();
+    if (Number(waiting.count) >= MAX_PENDING_AUTHORIZATIONS) {
+      throw new VigilError('ERR_DEVICE_AUTHORIZATION', 'too many enrollments waiting for approval', {
+        status: 429,
+        publicMessage: 'too many enrollments waiting for approval; try again in a few minutes',
+      });
+    }
     const expiresAt = now + this.#authorizationTtlMs;
     for (let attempt = 0; ; attempt++) {
       const userCode = newUserCode();

@@ -265,6 +265,7 @@ export async function startServer(
               return found === undefined ? undefined : { userId: found.userId, email: found.email };
             },
             logger,
+            publicUrl: config.server.public_url,
           })
         : []),
     ]),
