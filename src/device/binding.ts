@@ -5,7 +5,7 @@ import { type Clock, systemClock } from '../internal/clock.ts';
 import type { DeviceInventory, PolicyDevice } from './inventory.ts';
 
 /** Why a presented client certificate made the proxy refuse the request outright. */
-export type PeerRefusal = 'cert-expired' | 'cert-revoked' | 'cert-untrusted';
+export type PeerRefusal = 'cert-expired' | 'cert-revoked' | 'cert-untrusted' | 'device-unknown';
 
 export type PeerDevice =
   | { device: PolicyDevice; refused?: undefined }
@@ -59,9 +59,11 @@ export class DeviceBinding {
     if (this.#ca.isRevoked(checked.serial)) return { refused: 'cert-revoked' };
     if (checked.kind !== 'device') return NONE;
     const device = this.#inventory.get(checked.id);
-    // A device the inventory does not hold (deleted) or holds as revoked is refused at once,
-    // before the certificate revocation that follows has reached this replica.
-    if (device === undefined || device.state === 'revoked') return { refused: 'cert-revoked' };
+    // A certificate issued outside enrollment (`vigil ca issue`) names no enrolled device.
+    if (device === undefined) return { refused: 'device-unknown' };
+    // Revoked in the inventory: refused at once, before the certificate revocation that
+    // follows has reached this replica.
+    if (device.state === 'revoked') return { refused: 'cert-revoked' };
     return { device };
   }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -127,7 +127,7 @@ routes:
     join(dir, 'data', 'admin.token'),
     '--json',
   ];
-  return { dir, tls, server, adminFlags };
+  return { dir, tls, server, adminFlags, database, caKey };
 }
 
 describe('device trust end to end', () => {
@@ -308,7 +308,7 @@ describe('device trust end to end', () => {
 
 describe('device enrollment with a token', () => {
   it('enrolls a managed device with a one-use token, refuses the token twice, and renews past half-life', async () => {
-    const { dir, tls, server, adminFlags } = await startDeviceServer();
+    const { dir, tls, server, adminFlags, database, caKey } = await startDeviceServer();
     try {
       const created = await runCli([
         'device',
@@ -372,6 +372,57 @@ describe('device enrollment with a token', () => {
       assert.ok(Date.parse(after.info.renew_after) > Date.now(), 'the new certificate renews later');
       const status = await runCli(['device', 'status', '--dir', deviceDir, '--json']);
       assert.equal(JSON.parse(status.stdout).certificate_serial, after.info.serial);
+
+      // A certificate past its notAfter is refused by the proxy, even on a kept-alive connection.
+      execFileSync('openssl', [
+        'req',
+        '-new',
+        '-key',
+        join(deviceDir, 'key.pem'),
+        '-subj',
+        '/CN=short',
+        '-out',
+        join(dir, 'short.csr'),
+      ]);
+      const short = await runCli([
+        'ca',
+        'issue',
+        '--kind',
+        'device',
+        '--csr',
+        join(dir, 'short.csr'),
+        '--id',
+        after.info.device_id,
+        '--ttl',
+        '2s',
+        '--out',
+        join(dir, 'short.pem'),
+        '--key-file',
+        caKey,
+        '--database',
+        database,
+      ]);
+      assert.equal(short.code, 0, short.stderr);
+      const shortLived = new Agent({
+        connect: {
+          ca: readFileSync(tls.ca, 'utf8'),
+          cert: readFileSync(join(dir, 'short.pem'), 'utf8'),
+          key: readFileSync(join(deviceDir, 'key.pem'), 'utf8'),
+        },
+      });
+      try {
+        const client = new Browser({ dispatcher: shortLived });
+        const appUrl = new URL('/app/', server.proxyUrl);
+        const fresh = await client.request(appUrl, { headers: { accept: 'application/json' } });
+        assert.equal(fresh.status, 401, 'a valid certificate without a login: unauthenticated, not refused');
+        const expired = await waitFor(async () => {
+          const visit = await client.request(appUrl, { headers: { accept: 'application/json' } });
+          return visit.status === 403 ? visit : undefined;
+        });
+        assert.equal(JSON.parse(expired.body).error, 'cert-expired');
+      } finally {
+        await shortLived.close();
+      }
     } finally {
       assert.equal((await server.stop()).code, 0);
     }
