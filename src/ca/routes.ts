@@ -1,10 +1,5 @@
-import { VigilError } from '../errors.ts';
-import type { ApiRoute } from '../internal/http.ts';
+import { type ApiRoute, badRequest } from '../internal/http.ts';
 import type { CertificateAuthority } from './authority.ts';
-
-function badRequest(message: string): VigilError {
-  return new VigilError('ERR_HTTP_BAD_REQUEST', message, { status: 400, publicMessage: message });
-}
 
 /** Admin API of the CA; the server mounts these behind admin authentication. */
 export function caApiRoutes(ca: CertificateAuthority): ApiRoute[] {

@@ -1,19 +1,12 @@
 import { z } from 'zod';
 import type { DevicePosture } from '../policy/index.ts';
+import { POSTURE_FIELDS } from './posture/collect.ts';
 
-/** Fields a posture report or provider may set; the same names the policy input uses. */
-const POSTURE_FIELDS = [
-  'osFamily',
-  'osVersion',
-  'diskEncrypted',
-  'firewall',
-  'screenLock',
-  'edrRunning',
-  'compliant',
-] as const;
+/** Fields a posture report or provider may set: what the agent checks, and a provider's verdict. */
+const FIELDS = [...POSTURE_FIELDS, 'compliant'] as const;
 
 const check = z.strictObject({
-  field: z.enum(POSTURE_FIELDS),
+  field: z.enum(FIELDS),
   value: z.union([z.string().max(128), z.boolean()]).optional(),
   evidence: z.string().max(512),
 });

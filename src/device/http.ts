@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isVigilError, VigilError } from '../errors.ts';
 import { escapeHtml } from '../internal/html.ts';
-import { type ApiRoute, readBody, readJson, sendJson } from '../internal/http.ts';
+import { type ApiRoute, badRequest, readBody, readJson, sendJson } from '../internal/http.ts';
 import type { Logger } from '../telemetry/index.ts';
 import type { PostureProvider } from './providers.ts';
 import {
@@ -72,10 +72,6 @@ function requestInfo(body: unknown): DeviceRequestInfo {
   if (serial !== undefined && typeof serial !== 'string') throw badRequest('serial must be a string');
   if (platform !== undefined && typeof platform !== 'string') throw badRequest('platform must be a string');
   return { csr, name, serial, platform };
-}
-
-function badRequest(message: string): VigilError {
-  return new VigilError('ERR_HTTP_BAD_REQUEST', message, { status: 400, publicMessage: message });
 }
 
 function methodNotAllowed(): VigilError {

@@ -2,6 +2,7 @@ import { createHash, type KeyObject, randomBytes, randomInt, X509Certificate } f
 import { type CertificateAuthority, checkCsr, DEFAULT_CSR_POLICY, deviceSpiffeId } from '../ca/index.ts';
 import { VigilError } from '../errors.ts';
 import { type Clock, systemClock } from '../internal/clock.ts';
+import { badRequest } from '../internal/http.ts';
 import type { DevicesTable } from '../store/index.ts';
 import { isUniqueViolation, type Store } from '../store/index.ts';
 import { type PostureData, postureDataSchema } from './data.ts';
@@ -103,10 +104,6 @@ function notFound(id: string): VigilError {
     status: 404,
     publicMessage: 'device not found',
   });
-}
-
-function badRequest(message: string): VigilError {
-  return new VigilError('ERR_HTTP_BAD_REQUEST', message, { status: 400, publicMessage: message });
 }
 
 function revoked(): VigilError {

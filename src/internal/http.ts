@@ -141,3 +141,8 @@ export function sendJson(
   });
   response.end(text);
 }
+
+/** A 400 whose message is safe to show: it names what is wrong with the request. */
+export function badRequest(message: string): VigilError {
+  return new VigilError('ERR_HTTP_BAD_REQUEST', message, { status: 400, publicMessage: message });
+}

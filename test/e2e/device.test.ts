@@ -179,27 +179,13 @@ describe('device trust end to end', () => {
       assert.equal(statSync(join(deviceDir, 'key.pem')).mode & 0o777, 0o600, 'the device key is private');
 
       // 2. The agent reports posture once (a LUKS root seen through --host-root).
-      const agentRun = await runCli([
-        'agent',
-        '--once',
-        '--dir',
-        deviceDir,
-        '--host-root',
-        encryptedLinuxRoot(dir),
-        '--json',
-      ]);
+      const agentRun = await agentOnce(deviceDir, dir);
       assert.equal(agentRun.code, 0, agentRun.stderr);
       assert.match(JSON.parse(agentRun.stdout).diskEncrypted, /^true /);
 
       // 3. Requests over mTLS with the device certificate, in alice's browser session.
       const device = loadDevice(deviceDir);
-      const mtls = new Agent({
-        connect: {
-          ca: serverCa,
-          cert: readFileSync(join(deviceDir, 'cert.pem'), 'utf8'),
-          key: readFileSync(join(deviceDir, 'key.pem'), 'utf8'),
-        },
-      });
+      const mtls = clientWith(tls.ca, join(deviceDir, 'cert.pem'), join(deviceDir, 'key.pem'));
       agents.push(mtls);
       const laptop = new Browser({ dispatcher: mtls });
       await laptop.login(new URL('/.vigil/login?rd=/app/', server.proxyUrl), 'alice');
@@ -355,15 +341,7 @@ describe('device enrollment with a token', () => {
         JSON.stringify({ ...before.info, renew_after: new Date(Date.now() - 1000).toISOString() }),
         { mode: 0o600 },
       );
-      const agent = await runCli([
-        'agent',
-        '--once',
-        '--dir',
-        deviceDir,
-        '--host-root',
-        encryptedLinuxRoot(dir),
-        '--json',
-      ]);
+      const agent = await agentOnce(deviceDir, dir);
       assert.equal(agent.code, 0, agent.stderr);
       assert.equal(JSON.parse(agent.stdout).renewed, true);
       const after = loadDevice(deviceDir);
@@ -403,13 +381,7 @@ describe('device enrollment with a token', () => {
         database,
       ]);
       assert.equal(short.code, 0, short.stderr);
-      const shortLived = new Agent({
-        connect: {
-          ca: readFileSync(tls.ca, 'utf8'),
-          cert: readFileSync(join(dir, 'short.pem'), 'utf8'),
-          key: readFileSync(join(deviceDir, 'key.pem'), 'utf8'),
-        },
-      });
+      const shortLived = clientWith(tls.ca, join(dir, 'short.pem'), join(deviceDir, 'key.pem'));
       try {
         const client = new Browser({ dispatcher: shortLived });
         const appUrl = new URL('/app/', server.proxyUrl);
@@ -428,6 +400,22 @@ describe('device enrollment with a token', () => {
     }
   });
 });
+
+/** `vigil agent --once` for the device in `deviceDir`, on a host whose root is LUKS-encrypted. */
+function agentOnce(deviceDir: string, base: string) {
+  return runCli(['agent', '--once', '--dir', deviceDir, '--host-root', encryptedLinuxRoot(base), '--json']);
+}
+
+/** An HTTPS client trusting the test CA and presenting a client certificate. */
+function clientWith(caFile: string, certFile: string, keyFile: string): Agent {
+  return new Agent({
+    connect: {
+      ca: readFileSync(caFile, 'utf8'),
+      cert: readFileSync(certFile, 'utf8'),
+      key: readFileSync(keyFile, 'utf8'),
+    },
+  });
+}
 
 /** Polls until `probe` returns a value (change-feed effects are asynchronous), for at most 5 s. */
 async function waitFor<T>(probe: () => Promise<T | undefined>): Promise<T> {
