@@ -63,15 +63,62 @@ export function downstreamHeaders(
   return out;
 }
 
-function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined;
-  const text = Array.isArray(value) ? value.join(',') : value;
-  return new Set(text.split(',').map((token) => token.trim().toLowerCase()));
+/**
+ * A small memo for pure functions of a header value. Clients and upstreams repeat the same
+ * values on every request (`Connection: keep-alive`, one browser's Cookie header), so the
+ * parse happens once per distinct value, not per request. Bounded in entries and in key
+ * length, since the values are untrusted: past the bound it simply starts over.
+ */
+class HeaderMemo<T> {
+  readonly #entries = new Map<string, T>();
+  readonly #limit: number;
+  readonly #compute: (value: string) => T;
+  constructor(limit: number, compute: (value: string) => T) {
+    this.#limit = limit;
+    this.#compute = compute;
+  }
+  get(value: string): T {
+    let result = this.#entries.get(value);
+    if (result === undefined) {
+      result = this.#compute(value);
+      if (value.length <= MEMO_MAX_VALUE_LENGTH) {
+        if (this.#entries.size >= this.#limit) this.#entries.clear();
+        this.#entries.set(value, result);
+      }
+    }
+    return result;
+  }
 }
+
+/** Longest header value remembered; a session cookie and a few others fit well within. */
+const MEMO_MAX_VALUE_LENGTH = 4096;
+
+const connectionMemo = new HeaderMemo<ReadonlySet<string>>(
+  64,
+  (text) => new Set(text.split(',').map((token) => token.trim().toLowerCase())),
+);
+
+function connectionTokens(value: string | string[] | undefined): ReadonlySet<string> | undefined {
+  if (value === undefined) return undefined;
+  return connectionMemo.get(Array.isArray(value) ? value.join(',') : value);
+}
+
+/** Cookie headers without the session cookie, per session cookie name (one in practice). */
+const cookieMemos = new Map<string, HeaderMemo<string>>();
 
 /** Removes one cookie by name from a Cookie header, keeping the others as sent. */
 export function withoutCookie(header: string, name: string): string {
   if (!header.includes(name)) return header;
+  let memo = cookieMemos.get(name);
+  if (memo === undefined) {
+    if (cookieMemos.size >= 8) cookieMemos.clear();
+    memo = new HeaderMemo(512, (value) => removeCookie(value, name));
+    cookieMemos.set(name, memo);
+  }
+  return memo.get(header);
+}
+
+function removeCookie(header: string, name: string): string {
   return header
     .split(';')
     .map((pair) => pair.trim())

@@ -104,6 +104,20 @@ interface Authorized {
   sourceIp: string;
 }
 
+type Verdict = Authorized | { status: number; error: string };
+
+/** `X-Vigil-Groups` by groups list: a session's list is one array for its lifetime. */
+const groupsHeaders = new WeakMap<readonly string[], string>();
+
+function groupsHeader(groups: readonly string[]): string {
+  let joined = groupsHeaders.get(groups);
+  if (joined === undefined) {
+    joined = groups.join(',');
+    groupsHeaders.set(groups, joined);
+  }
+  return joined;
+}
+
 /** Answers an upgrade request that will not be upgraded, then closes the socket. */
 function refuseUpgrade(socket: Duplex, status: number, error: string, requestId: string): void {
   if (!socket.writable) return;
@@ -153,7 +167,10 @@ export class AccessProxy {
       this.#reserved(request, response, requestId);
       return;
     }
-    const verdict = await this.#authorize(request, requestId);
+    // Awaited only when it must wait (a bearer token seen for the first time): each await
+    // of a value that is already there still costs a promise and a microtask per request.
+    const authorizing = this.#authorize(request, requestId);
+    const verdict = authorizing instanceof Promise ? await authorizing : authorizing;
     if ('status' in verdict) {
       sendError(response, verdict.status, verdict.error, requestId);
       return;
@@ -173,7 +190,8 @@ export class AccessProxy {
       sendError(response, 413, 'body-too-large', requestId);
       return;
     }
-    const headers = await this.#upstreamHeaders(request, verdict, requestId);
+    const preparing = this.#upstreamHeaders(request, verdict, requestId);
+    const headers = preparing instanceof Promise ? await preparing : preparing;
     await this.#forward(request, response, group, `${target.path}${target.search}`, headers, requestId);
   }
 
@@ -181,10 +199,7 @@ export class AccessProxy {
    * Everything before forwarding, shared by HTTP and WebSocket: target normalization,
    * Host, identity, the decision and its audit record. A refusal comes back as a status.
    */
-  async #authorize(
-    request: IncomingMessage,
-    requestId: string,
-  ): Promise<Authorized | { status: number; error: string }> {
+  #authorize(request: IncomingMessage, requestId: string): Verdict | Promise<Verdict> {
     const target = normalizeTarget(request.url ?? '/');
     if ('problem' in target) return { status: 400, error: `bad-request-target:${target.problem}` };
     const host = hostOf(request.headers.host);
@@ -195,7 +210,32 @@ export class AccessProxy {
     const set = this.#options.policies();
     const route = set.routeFor(host, target.path);
     const found = this.#options.authenticate(request, route?.name);
-    const identity = found instanceof Promise ? await found : found;
+    return found instanceof Promise
+      ? found.then((identity) =>
+          this.#decide(request, requestId, { target, host, set, route, startedAt }, identity),
+        )
+      : this.#decide(request, requestId, { target, host, set, route, startedAt }, found);
+  }
+
+  /** The second half of #authorize, once the identity is known. */
+  #decide(
+    request: IncomingMessage,
+    requestId: string,
+    {
+      target,
+      host,
+      set,
+      route,
+      startedAt,
+    }: {
+      target: NormalizedTarget;
+      host: string;
+      set: CompiledPolicySet;
+      route: CompiledRoute | undefined;
+      startedAt: number;
+    },
+    identity: RequestIdentity | undefined,
+  ): Verdict {
     const sourceIp = this.#sourceIp(request);
     const limited = this.#options.limiter?.check(identity?.user.id, sourceIp);
     if (limited?.limited) return { status: 429, error: limited.error };
@@ -480,21 +520,29 @@ export class AccessProxy {
     response.end();
   }
 
-  async #addIdentity(
+  /** Adds the identity headers; a promise only when the assertion must be signed first. */
+  #addIdentity(
     headers: Record<string, string | string[]>,
     identity: RequestIdentity,
     route: string,
-  ): Promise<void> {
+  ): void | Promise<void> {
     const { user, device } = identity;
     headers['x-vigil-user'] = user.id;
     if (user.email !== undefined) headers['x-vigil-email'] = user.email;
-    headers['x-vigil-groups'] = user.groups.join(',');
+    headers['x-vigil-groups'] = groupsHeader(user.groups);
     if (device !== undefined) headers['x-vigil-device'] = device.id;
-    headers['x-vigil-assertion'] = await this.#options.signer.assertionFor(identity.key, route, {
+    const assertion = this.#options.signer.assertionFor(identity.key, route, {
       sub: user.id,
       ...(user.email !== undefined ? { email: user.email } : {}),
       groups: user.groups,
       ...(device !== undefined ? { device: device.id } : {}),
+    });
+    if (typeof assertion === 'string') {
+      headers['x-vigil-assertion'] = assertion;
+      return;
+    }
+    return assertion.then((token) => {
+      headers['x-vigil-assertion'] = token;
     });
   }
 
@@ -512,20 +560,23 @@ export class AccessProxy {
     headers['x-real-ip'] = sourceIp;
   }
 
-  /** The headers an allowed request carries upstream: the client's, cleaned, plus Vigil's. */
-  async #upstreamHeaders(
+  /**
+   * The headers an allowed request carries upstream: the client's, cleaned, plus Vigil's.
+   * A promise only when the assertion must be signed first.
+   */
+  #upstreamHeaders(
     request: IncomingMessage,
     { host, sourceIp, identity, route }: Authorized,
     requestId: string,
-  ): Promise<Record<string, string | string[]>> {
+  ): Record<string, string | string[]> | Promise<Record<string, string | string[]>> {
     const headers = upstreamHeaders(request.headers, {
       sessionCookie: this.#options.sessionCookie,
       keepForwarded: this.#isTrusted(request),
     });
     this.#addForwarded(headers, request, host, sourceIp);
     headers['x-request-id'] = requestId;
-    if (identity !== undefined) await this.#addIdentity(headers, identity, route.name);
-    return headers;
+    const adding = identity === undefined ? undefined : this.#addIdentity(headers, identity, route.name);
+    return adding === undefined ? headers : adding.then(() => headers);
   }
 
   /** What policy sees of a request; built the same way for every enforcement path. */

@@ -82,13 +82,14 @@ export async function startProxy(
     buckets: [0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005, 0.025],
     registers: [options.metrics],
   });
-  const counters = new Map<string, Counter.Internal>();
+  // Compiled policies return shared frozen decisions, so the labelled counter of each is
+  // found by the decision itself: no label key built per request.
+  const counters = new WeakMap<ProxyDecisionRecord['decision'], Counter.Internal>();
   const count = (record: ProxyDecisionRecord) => {
-    const key = `${record.route}\u0000${record.decision.effect}\u0000${record.decision.mode}`;
-    let child = counters.get(key);
+    let child = counters.get(record.decision);
     if (child === undefined) {
       child = decisions.labels(record.route ?? '(none)', record.decision.effect, record.decision.mode);
-      counters.set(key, child);
+      counters.set(record.decision, child);
     }
     child.inc();
     latency.observe(record.latencyMs / 1000);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { normalizeTarget } from '../../src/proxy/path.ts';
+import fc from 'fast-check';
+import { normalizePath, normalizeTarget } from '../../src/proxy/path.ts';
 
 function pathOf(target: string): string {
   const result = normalizeTarget(target);
@@ -58,5 +59,36 @@ describe('request target normalization', () => {
     assert.equal(pathOf('/file%2ejson'), '/file.json');
     assert.equal(pathOf('/.well-known/x'), '/.well-known/x');
     assert.equal(pathOf('/a..b'), '/a..b');
+  });
+
+  it('gives every path the fast path takes exactly what the full normalization gives', () => {
+    const tricky = fc.constantFrom(
+      '/',
+      '.',
+      'a',
+      'Z',
+      '0',
+      '-',
+      '~',
+      '%',
+      '2',
+      'e',
+      'f',
+      ';',
+      '\\',
+      '\u0001',
+      ' ',
+      'é',
+      '@',
+    );
+    fc.assert(
+      fc.property(fc.array(tricky, { maxLength: 24 }), (chars) => {
+        const path = `/${chars.join('')}`;
+        const full = normalizePath(path);
+        const result = normalizeTarget(path);
+        assert.deepEqual('problem' in result ? result : result.path, full);
+      }),
+      { numRuns: 5000 },
+    );
   });
 });
