@@ -191,6 +191,11 @@ export async function startServer(
     });
     devices = { registry, inventory, binding: new DeviceBinding({ ca, inventory }) };
     logger.info({ devices: inventory.size }, 'device inventory ready');
+  } else if (config.devices.providers.length > 0) {
+    logger.warn(
+      { providers: config.devices.providers.map((provider) => provider.name) },
+      'devices.providers are configured but device trust needs the internal CA: add ca to vigil.yaml',
+    );
   }
   router.add(
     statusRoute,
