@@ -17,6 +17,11 @@ export const DEFAULT_CHECKPOINT_EVERY = 10_000;
 export const DEFAULT_SINK_BACKLOG = 64;
 /** How long close() waits for sinks to drain. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
+/**
+ * Events run through detectors and encoded per turn of the event loop. A batch of
+ * thousands in one go would hold requests back for milliseconds; 128 take a fraction of one.
+ */
+const PREPARE_SLICE = 128;
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 5000;
 
@@ -273,7 +278,7 @@ class Writer implements AuditLog {
       const taken =
         this.#queue.length <= this.#batchSize ? this.#queue : this.#queue.slice(0, this.#batchSize);
       this.#queue = taken === this.#queue ? [] : this.#queue.slice(this.#batchSize);
-      this.#pending = this.#prepare(taken);
+      this.#pending = await this.#prepare(taken);
     }
     const batch = this.#pending;
     let result: AppendSummary;
@@ -321,15 +326,20 @@ class Writer implements AuditLog {
     }
   }
 
-  /** Runs detectors and encodes each event; off the request path, once per event even if the write is retried. */
-  #prepare(taken: readonly AuditEvent[]): PendingBatch {
+  /**
+   * Runs detectors and encodes each event; off the request path, once per event even if
+   * the write is retried, in slices so that requests are served in between.
+   */
+  async #prepare(taken: readonly AuditEvent[]): Promise<PendingBatch> {
     const events: PreparedEvent[] = [];
     const sources: AuditEvent[] = [];
     const add = (event: AuditEvent) => {
       events.push(prepareEvent(event, this.#nextId()));
       sources.push(event);
     };
-    for (const original of taken) {
+    for (let index = 0; index < taken.length; index++) {
+      if (index > 0 && index % PREPARE_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
+      const original = taken[index] as AuditEvent;
       try {
         const { event, alerts } = this.#pipeline.process(original);
         add(event);
