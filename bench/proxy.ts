@@ -6,7 +6,7 @@
 // Prints one JSON line last.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { spawnServer } from '../test/support/cli.ts';
@@ -265,6 +265,8 @@ routes:
   return { url: server.proxyUrl, cookie, pid: server.child.pid ?? 0 };
 }
 
+// Others' jobs on the machine skew every figure; the load average says how busy it was.
+const loadAtStart = loadavg()[0] ?? Number.NaN;
 const upstream = await child(['upstream']);
 // BENCH_PROFILE=DIR profiles the pass-through too, to compare what both pay per request.
 const passthroughChild = await child(
@@ -368,6 +370,7 @@ process.stdout.write(
       client_send_lag_p99_us: Math.max(...Object.values(half).map((result) => result.send_lag_p99_us)),
     },
     added_p99_ms_half_load: round((halfVigil.p99_us - halfPassthrough.p99_us) / 1000, 2),
+    machine: { cores: availableParallelism(), load_1m: [round(loadAtStart, 2), round(loadavg()[0] ?? 0, 2)] },
     load: {
       tool: 'wrk',
       threads: 1,
