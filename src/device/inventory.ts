@@ -25,6 +25,8 @@ export class DeviceInventory {
   readonly #unsubscribe: (() => void)[] = [];
   /** Bumped by every full load, so a single-device load that raced it is dropped. */
   #generation = 0;
+  /** Devices that changed while a full reload was reading, when one is. */
+  #changedDuringReload: Set<string> | undefined;
   /** Latest load started per device: an older read that finishes last must not win. */
   readonly #loading = new Map<string, number>();
   #loads = 0;
@@ -37,9 +39,7 @@ export class DeviceInventory {
   static async open(store: Store, options: { logger?: Logger } = {}): Promise<DeviceInventory> {
     const inventory = new DeviceInventory(store, options.logger);
     await inventory.reload();
-    const refresh = (id: string | undefined) => {
-      if (id !== undefined) inventory.#loadOne(id).catch((error: unknown) => inventory.#warn(error, id));
-    };
+    const refresh = (id: string | undefined) => inventory.#refresh(id);
     inventory.#unsubscribe.push(
       store.changes.subscribe('device', (event) => {
         if (event.action !== 'token-created') refresh(event.id);
@@ -63,6 +63,10 @@ export class DeviceInventory {
 
   async reload(): Promise<void> {
     const generation = ++this.#generation;
+    // Changes announced while the full read is under way may not be in it: load those
+    // devices again once it is applied.
+    const changedMeanwhile = new Set<string>();
+    this.#changedDuringReload = changedMeanwhile;
     const [devices, postures] = await Promise.all([
       this.#store.db.selectFrom('devices').select(['id', 'state']).execute(),
       this.#store.db.selectFrom('device_posture').selectAll().execute(),
@@ -78,6 +82,14 @@ export class DeviceInventory {
     }
     this.#devices.clear();
     for (const row of devices) this.#set(row.id, row.state as DeviceState, reports.get(row.id) ?? []);
+    this.#changedDuringReload = undefined;
+    for (const id of changedMeanwhile) this.#refresh(id);
+  }
+
+  #refresh(id: string | undefined): void {
+    if (id === undefined) return;
+    this.#changedDuringReload?.add(id);
+    this.#loadOne(id).catch((error: unknown) => this.#warn(error, id));
   }
 
   async #loadOne(id: string): Promise<void> {

@@ -257,11 +257,21 @@ export class DeviceRegistry {
         },
       );
     }
-    return this.#issue(ca, info, {
-      userId: null,
-      managedBy: row.managed === 1 ? `token:${row.id}` : undefined,
-      via: `token:${row.id}`,
-    });
+    try {
+      return await this.#issue(ca, info, {
+        userId: null,
+        managedBy: row.managed === 1 ? `token:${row.id}` : undefined,
+        via: `token:${row.id}`,
+      });
+    } catch (error) {
+      // Nothing was enrolled: the use goes back to the token.
+      await this.#store.db
+        .updateTable('device_enrollment_tokens')
+        .set((eb) => ({ uses: eb('uses', '-', 1) }))
+        .where('id', '=', row.id)
+        .execute();
+      throw error;
+    }
   }
 
   /** Starts a device authorization grant (RFC 8628) for `vigil device enroll` in a terminal. */
