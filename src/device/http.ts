@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isVigilError, VigilError } from '../errors.ts';
 import { escapeHtml } from '../internal/html.ts';
 import { type ApiRoute, badRequest, readBody, readJson, sendJson } from '../internal/http.ts';
-import type { Logger } from '../telemetry/index.ts';
+import { Counter, type Logger, type Registry } from '../telemetry/index.ts';
 import type { PostureProvider } from './providers.ts';
 import {
   MAX_PROVIDER_BODY_BYTES,
@@ -29,6 +29,8 @@ export interface DeviceEndpointOptions {
   whoIs(request: IncomingMessage): Promise<{ userId: string; email: string | undefined } | undefined>;
   logger?: Logger;
   now?: () => number;
+  /** Counts requests by endpoint and status when given. */
+  metrics?: Registry | undefined;
   /** `server.public_url`: the origin users see, for the URLs shown and the approval form's Origin check. */
   publicUrl?: string | undefined;
 }
@@ -95,9 +97,22 @@ export function deviceEndpoints(options: DeviceEndpointOptions): Map<string, Han
   const now = options.now ?? Date.now;
   const configured = options.publicUrl === undefined ? undefined : new URL(options.publicUrl).origin;
   const publicBase = (request: IncomingMessage) => configured ?? requestOrigin(request);
+  const requests = options.metrics
+    ? new Counter({
+        name: 'vigil_device_requests_total',
+        help: 'Requests to the device endpoints (enrollment, posture, renewal, provider webhooks) by status',
+        labelNames: ['endpoint', 'status'],
+        registers: [options.metrics],
+      })
+    : undefined;
   const wrap =
-    (work: (request: IncomingMessage, response: ServerResponse) => Promise<void>): Handler =>
+    (
+      endpoint: string,
+      work: (request: IncomingMessage, response: ServerResponse) => Promise<void>,
+    ): Handler =>
     (request, response) => {
+      if (requests)
+        response.once('finish', () => requests.labels(endpoint, String(response.statusCode)).inc());
       work(request, response).catch((error: unknown) => {
         const status = isVigilError(error) ? error.status : 500;
         if (status >= 500) logger?.error({ err: error, path: request.url }, 'device endpoint failed');
@@ -123,7 +138,7 @@ export function deviceEndpoints(options: DeviceEndpointOptions): Map<string, Han
   const handlers = new Map<string, Handler>();
   handlers.set(
     DEVICE_PATHS.authorize,
-    wrap(async (request, response) => {
+    wrap('authorize', async (request, response) => {
       post(request);
       const info = requestInfo(await readJson(request, ENROLL_BODY_LIMIT));
       const started = await registry.startAuthorization(info);
@@ -140,7 +155,7 @@ export function deviceEndpoints(options: DeviceEndpointOptions): Map<string, Han
   );
   handlers.set(
     DEVICE_PATHS.token,
-    wrap(async (request, response) => {
+    wrap('token', async (request, response) => {
       post(request);
       const body = await readJson(request, ENROLL_BODY_LIMIT);
       const deviceCode = (body as { device_code?: unknown } | null)?.device_code;
@@ -152,7 +167,7 @@ export function deviceEndpoints(options: DeviceEndpointOptions): Map<string, Han
   );
   handlers.set(
     DEVICE_PATHS.enroll,
-    wrap(async (request, response) => {
+    wrap('enroll', async (request, response) => {
       post(request);
       const token = /^Bearer (\S+)$/i.exec(request.headers.authorization ?? '')?.[1];
       if (token === undefined)
@@ -166,7 +181,7 @@ export function deviceEndpoints(options: DeviceEndpointOptions): Map<string, Han
   );
   handlers.set(
     DEVICE_PATHS.posture,
-    wrap(async (request, response) => {
+    wrap('posture', async (request, response) => {
       post(request);
       const accepted = await registry.acceptReport(await readText(request, MAX_SIGNED_REQUEST_BYTES));
       sendJson(response, 202, {
@@ -178,7 +193,7 @@ export function deviceEndpoints(options: DeviceEndpointOptions): Map<string, Han
   );
   handlers.set(
     DEVICE_PATHS.renew,
-    wrap(async (request, response) => {
+    wrap('renew', async (request, response) => {
       post(request);
       sendJson(
         response,
@@ -189,7 +204,7 @@ export function deviceEndpoints(options: DeviceEndpointOptions): Map<string, Han
   );
   handlers.set(
     DEVICE_PATHS.activate,
-    wrap(async (request, response) => {
+    wrap('activate', async (request, response) => {
       const url = new URL(request.url ?? '/', 'http://vigil.invalid');
       const user = await options.whoIs(request);
       if (user === undefined) {
@@ -246,7 +261,7 @@ export function deviceEndpoints(options: DeviceEndpointOptions): Map<string, Han
   for (const provider of options.providers) {
     handlers.set(
       providerPath(provider.name),
-      wrap(async (request, response) => {
+      wrap(`provider:${provider.name}`, async (request, response) => {
         post(request);
         const body = await readText(request, MAX_PROVIDER_BODY_BYTES);
         const header = request.headers[PROVIDER_SIGNATURE_HEADER];

@@ -271,6 +271,7 @@ export async function startServer(
             },
             logger,
             publicUrl: config.server.public_url,
+            metrics,
           })
         : []),
     ]),

@@ -254,6 +254,13 @@ describe('device trust end to end', () => {
       const replay = await postReport(report);
       assert.equal(replay.status, 409);
       assert.equal(((await replay.json()) as { error: string }).error, 'ERR_DEVICE_REPORT_REPLAYED');
+      // Counted when the response has gone out, so the scrape may come a moment early.
+      const metrics = await waitFor(async () => {
+        const text = await (await fetch(`${server.adminUrl}/metrics`)).text();
+        return /endpoint="posture",status="409"/.test(text) ? text : undefined;
+      });
+      assert.match(metrics, /vigil_device_requests_total\{endpoint="posture",status="409"[^}]*\} 1/);
+      assert.match(metrics, /vigil_device_requests_total\{endpoint="provider:mdm",status="202"[^}]*\} 1/);
       const stranger = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
       const forgedReport = await signDeviceRequest(
         stranger,
