@@ -5,8 +5,9 @@ type KeyInput = { key: Buffer; format: 'der'; type: 'spki' };
 
 import { CertificationRequest } from '@peculiar/asn1-csr';
 import { ECParameters } from '@peculiar/asn1-ecc';
-import { AsnConvert } from '@peculiar/asn1-schema';
+import { AsnConvert, AsnParser } from '@peculiar/asn1-schema';
 import * as asn1X509 from '@peculiar/asn1-x509';
+import * as asn1js from 'asn1js';
 import { VigilError, type VigilErrorCode } from '../errors.ts';
 
 /** CSRs above this size are refused before any parsing: real ones are under 2 KiB. */
@@ -86,8 +87,17 @@ export function checkCsr(input: string | Uint8Array, policy: CsrPolicy = DEFAULT
   const size = typeof input === 'string' ? Buffer.byteLength(input, 'utf8') : input.byteLength;
   if (size > MAX_CSR_BYTES) throw refused('ERR_CA_CSR_TOO_LARGE', `larger than ${MAX_CSR_BYTES} bytes`, 413);
   let request: CertificationRequest;
+  let spkiDer: ArrayBuffer;
   try {
-    request = AsnConvert.parse(derOf(input), CertificationRequest);
+    // One BER parse: the typed request from it, and the key's exact DER from the same tree.
+    const der = derOf(input);
+    const parsed = asn1js.fromBER(new Uint8Array(der).buffer);
+    if (parsed.offset === -1 || parsed.result.error) throw new Error(parsed.result.error || 'not BER');
+    request = AsnParser.fromASN(parsed.result, CertificationRequest);
+    const info = (parsed.result as asn1js.Sequence).valueBlock.value[0] as asn1js.Sequence;
+    const spki = info.valueBlock.value[2];
+    if (spki === undefined) throw new Error('no subjectPKInfo');
+    spkiDer = new Uint8Array(spki.valueBeforeDecodeView).slice().buffer;
   } catch (error) {
     if (error instanceof VigilError) throw error;
     throw malformed(error);
@@ -95,7 +105,7 @@ export function checkCsr(input: string | Uint8Array, policy: CsrPolicy = DEFAULT
   const info = request.certificationRequestInfo;
   if (!info?.subjectPKInfo || !request.certificationRequestInfoRaw) throw malformed();
 
-  const { key, keyType, der } = publicKeyOf(info.subjectPKInfo, policy);
+  const { key, keyType, der } = publicKeyOf(info.subjectPKInfo, spkiDer, policy);
 
   const digest = SIGNATURE_DIGESTS[request.signatureAlgorithm.algorithm];
   if (digest === undefined) throw refused('ERR_CA_CSR_SIGNATURE', 'unsupported signature algorithm');
@@ -174,6 +184,12 @@ const KEY_TYPES: Readonly<Record<string, string>> = {
   '1.3.101.112:': 'ed25519',
 };
 const RSA_OID = '1.2.840.113549.1.1.1';
+const CURVE_BY_DER = new Map(
+  ['1.2.840.10045.3.1.7', '1.3.132.0.34'].map((oid) => [
+    Buffer.from(new asn1js.ObjectIdentifier({ value: oid }).toBER(false)).toString('hex'),
+    oid,
+  ]),
+);
 const CURVE_NAMES: Readonly<Record<string, string>> = {
   '1.3.132.0.35': 'secp521r1',
   '1.3.132.0.10': 'secp256k1',
@@ -187,24 +203,23 @@ const CURVE_NAMES: Readonly<Record<string, string>> = {
  */
 function publicKeyOf(
   spki: asn1X509.SubjectPublicKeyInfo,
+  der: ArrayBuffer,
   policy: CsrPolicy,
 ): { key: KeyInput; keyType: string; der: ArrayBuffer } {
-  let der: ArrayBuffer;
-  try {
-    der = AsnConvert.serialize(spki);
-  } catch (error) {
-    throw refused('ERR_CA_CSR_KEY_TYPE', 'public key does not parse', 400, error);
-  }
   const notAllowed = (shown: string, why = 'P-256, P-384, Ed25519') =>
     refused('ERR_CA_CSR_KEY_TYPE', `key type ${shown} not allowed (${why})`);
   const algorithm = spki.algorithm.algorithm;
   const parameters = spki.algorithm.parameters;
   let curve = '';
-  if (algorithm === '1.2.840.10045.2.1') {
-    try {
-      curve = parameters ? (AsnConvert.parse(parameters, ECParameters).namedCurve ?? '') : '';
-    } catch (error) {
-      throw refused('ERR_CA_CSR_KEY_TYPE', 'public key does not parse', 400, error);
+  if (algorithm === '1.2.840.10045.2.1' && parameters) {
+    // The common curves by their encoded OID, without a parse; others are parsed to be named.
+    curve = CURVE_BY_DER.get(Buffer.from(parameters).toString('hex')) ?? '';
+    if (curve === '') {
+      try {
+        curve = AsnConvert.parse(parameters, ECParameters).namedCurve ?? '';
+      } catch (error) {
+        throw refused('ERR_CA_CSR_KEY_TYPE', 'public key does not parse', 400, error);
+      }
     }
   }
   const keyType = KEY_TYPES[`${algorithm}:${curve}`];

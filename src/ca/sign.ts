@@ -1,6 +1,7 @@
 import { createHash, type KeyObject, sign } from 'node:crypto';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import * as asn1X509 from '@peculiar/asn1-x509';
+import * as asn1js from 'asn1js';
 import { VigilError } from '../errors.ts';
 import type { Clock } from '../internal/clock.ts';
 import { type CheckedCsr, type CsrPolicy, checkCsr, DEFAULT_CSR_POLICY } from './csr.ts';
@@ -72,8 +73,7 @@ export function signDeviceCertificate(signer: LeafSigner, params: DeviceCertific
     subject: params.deviceId,
     spiffeId,
     ttlMs: params.ttlMs ?? DEFAULT_DEVICE_TTL_MS,
-    usages: DEVICE_USAGES,
-    subjectName: leafName('device', params.deviceId),
+    subjectCommonName: params.deviceId,
   });
 }
 
@@ -87,8 +87,6 @@ export function signWorkloadCertificate(signer: LeafSigner, params: WorkloadCert
     subject: parsed.path,
     spiffeId: params.spiffeId,
     ttlMs: params.ttlMs ?? DEFAULT_WORKLOAD_TTL_MS,
-    usages: WORKLOAD_USAGES,
-    subjectName: leafName('workload'),
   });
 }
 
@@ -112,8 +110,8 @@ interface LeafTemplate {
   subject: string;
   spiffeId: string;
   ttlMs: number;
-  usages: asn1X509.Extension;
-  subjectName: asn1X509.Name;
+  /** CN of the subject name (devices carry their id; workloads none). */
+  subjectCommonName?: string;
 }
 
 /** Computes notBefore/notAfter: backdated, and never past the signer's own notAfter. */
@@ -150,28 +148,29 @@ export function leafValidity(
   return { now, notBefore: new Date(notBefore), notAfter: new Date(notAfter) };
 }
 
+/** Something an asn1js block can hold: one of its blocks, or DER encoded before. */
+type Encodable = asn1js.AsnType | DerBlock;
+interface DerBlock {
+  toBER(sizeOnly?: boolean, writer?: { write(buffer: ArrayBuffer): void }): ArrayBuffer;
+}
+
 /**
- * A part already DER-encoded, stood in for a schema value. @peculiar's serializer takes
- * any object with toASN/fromASN as is (its "convertible" protocol) and asks the block it
- * returns to write itself, so parts that are the same for every leaf (issuer name, fixed
- * extensions) and the signed TBS itself are encoded once instead of on every call.
+ * A part already DER-encoded, stood in for an asn1js block: asn1js asks each child of a
+ * constructed block to write itself, so parts that are the same for every leaf (issuer
+ * name, fixed extensions) and the signed TBS itself are encoded once, not per call.
  */
-function preEncoded<T>(der: ArrayBuffer): T {
-  const block = {
+function derBlock(der: ArrayBuffer): DerBlock {
+  return {
     toBER(_sizeOnly?: boolean, writer?: { write(buffer: ArrayBuffer): void }): ArrayBuffer {
       if (!writer) return der;
       writer.write(der);
       return new ArrayBuffer(0);
     },
   };
-  const convertible = {
-    toASN: () => block,
-    fromASN: () => {
-      throw new TypeError('pre-encoded parts are write-only');
-    },
-  };
-  return convertible as unknown as T;
 }
+
+/** A value of @peculiar's ASN.1 schema classes, encoded once. */
+const encoded = (value: unknown) => derBlock(AsnConvert.serialize(value));
 
 /** Builds an extension from a value of @peculiar's ASN.1 schema classes. */
 function extension(extnID: string, critical: boolean, value: unknown): asn1X509.Extension {
@@ -182,18 +181,49 @@ function extension(extnID: string, critical: boolean, value: unknown): asn1X509.
   });
 }
 
-// Extensions every leaf of a kind shares, built once.
-const fixed = (value: asn1X509.Extension) => preEncoded<asn1X509.Extension>(AsnConvert.serialize(value));
-const LEAF_CONSTRAINTS = fixed(
+/** A non-critical extension whose value is an asn1js block (the per-leaf ones). */
+function extensionBlock(extnID: string, value: asn1js.AsnType): asn1js.Sequence {
+  return new asn1js.Sequence({
+    value: [
+      new asn1js.ObjectIdentifier({ value: extnID }),
+      new asn1js.OctetString({ valueHex: value.toBER(false) }),
+    ],
+  });
+}
+
+/** SubjectAltName with one URI (GeneralName [6] IA5String). */
+function sanValue(uri: string): asn1js.Sequence {
+  return new asn1js.Sequence({
+    value: [
+      new asn1js.Primitive({ idBlock: { tagClass: 3, tagNumber: 6 }, valueHex: Buffer.from(uri, 'utf8') }),
+    ],
+  });
+}
+
+/** RFC 5280 Time: UTCTime through 2049, GeneralizedTime after. */
+function timeBlock(date: Date): asn1js.AsnType {
+  return date.getUTCFullYear() > 2049
+    ? new asn1js.GeneralizedTime({ valueDate: date })
+    : new asn1js.UTCTime({ valueDate: date });
+}
+
+// Parts every leaf of a kind shares, encoded once.
+const VERSION_3 = derBlock(
+  new asn1js.Constructed({
+    idBlock: { tagClass: 3, tagNumber: 0 },
+    value: [new asn1js.Integer({ value: 2 })],
+  }).toBER(false),
+);
+const LEAF_CONSTRAINTS_BLOCK = encoded(
   extension(asn1X509.id_ce_basicConstraints, true, new asn1X509.BasicConstraints({ cA: false })),
 );
-const LEAF_KEY_USAGE = fixed(
+const LEAF_KEY_USAGE_BLOCK = encoded(
   extension(asn1X509.id_ce_keyUsage, true, new asn1X509.KeyUsage(asn1X509.KeyUsageFlags.digitalSignature)),
 );
-const DEVICE_USAGES = fixed(
+const DEVICE_USAGES_BLOCK = encoded(
   extension(asn1X509.id_ce_extKeyUsage, false, new asn1X509.ExtendedKeyUsage([asn1X509.id_kp_clientAuth])),
 );
-const WORKLOAD_USAGES = fixed(
+const WORKLOAD_USAGES_BLOCK = encoded(
   extension(
     asn1X509.id_ce_extKeyUsage,
     false,
@@ -207,24 +237,38 @@ function rdn(type: string, value: string): asn1X509.RelativeDistinguishedName {
   ]);
 }
 
-const preRdn = (type: string, value: string) =>
-  preEncoded<asn1X509.RelativeDistinguishedName>(AsnConvert.serialize(rdn(type, value)));
-const ORGANIZATION = preRdn('2.5.4.10', 'Vigil');
-const UNITS = { device: preRdn('2.5.4.11', 'device'), workload: preRdn('2.5.4.11', 'workload') } as const;
+const ORGANIZATION = encoded(rdn('2.5.4.10', 'Vigil'));
+const UNITS = {
+  device: encoded(rdn('2.5.4.11', 'device')),
+  workload: encoded(rdn('2.5.4.11', 'workload')),
+} as const;
 
 /** O=Vigil, OU=<kind>[, CN=<device id>]; the identity itself is the URI SAN. */
-function leafName(kind: LeafKind, commonName?: string): asn1X509.Name {
-  const rdns = [ORGANIZATION, UNITS[kind]];
-  if (commonName !== undefined) rdns.push(rdn('2.5.4.3', commonName));
-  return new asn1X509.Name(rdns);
+function nameBlock(kind: LeafKind, commonName: string | undefined): asn1js.Sequence {
+  const rdns: Encodable[] = [ORGANIZATION, UNITS[kind]];
+  if (commonName !== undefined) {
+    rdns.push(
+      new asn1js.Set({
+        value: [
+          new asn1js.Sequence({
+            value: [
+              new asn1js.ObjectIdentifier({ value: '2.5.4.3' }),
+              new asn1js.Utf8String({ value: commonName }),
+            ],
+          }),
+        ],
+      }),
+    );
+  }
+  return new asn1js.Sequence({ value: rdns as asn1js.AsnType[] });
 }
 
 /** What stays the same for every leaf an intermediate signs, computed once per signer. */
 interface PreparedSigner {
-  issuer: asn1X509.Name;
-  algorithm: asn1X509.AlgorithmIdentifier;
+  issuerBlock: DerBlock;
+  algorithmBlock: DerBlock;
   digest: string | null;
-  authorityKeyId: asn1X509.Extension | undefined;
+  authorityKeyIdBlock: DerBlock | undefined;
 }
 
 const preparedSigners = new WeakMap<LeafSigner, PreparedSigner>();
@@ -238,11 +282,11 @@ function prepare(signer: LeafSigner): PreparedSigner {
   );
   const { algorithm, digest } = signatureAlgorithm(signer.key);
   const prepared: PreparedSigner = {
-    issuer: preEncoded<asn1X509.Name>(AsnConvert.serialize(certificate.tbsCertificate.subject)),
-    algorithm: preEncoded<asn1X509.AlgorithmIdentifier>(AsnConvert.serialize(algorithm)),
+    issuerBlock: encoded(certificate.tbsCertificate.subject),
+    algorithmBlock: encoded(algorithm),
     digest,
-    authorityKeyId: keyId
-      ? fixed(
+    authorityKeyIdBlock: keyId
+      ? encoded(
           extension(
             asn1X509.id_ce_authorityKeyIdentifier,
             false,
@@ -296,38 +340,42 @@ function signLeaf(signer: LeafSigner, csr: CheckedCsr, template: LeafTemplate): 
     .update(new Uint8Array(csr.subjectPublicKeyInfo.subjectPublicKey))
     .digest()
     .subarray(0, 20);
-  const san = new asn1X509.SubjectAlternativeName([
-    new asn1X509.GeneralName({ uniformResourceIdentifier: template.spiffeId }),
-  ]);
-  const extensions = [
-    LEAF_CONSTRAINTS,
-    LEAF_KEY_USAGE,
-    template.usages,
-    extension(asn1X509.id_ce_subjectAltName, false, san),
-    extension(asn1X509.id_ce_subjectKeyIdentifier, false, new asn1X509.SubjectKeyIdentifier(keyId)),
+  // The TBS is built from asn1js blocks (the ASN.1 library under @peculiar's schema
+  // classes): the per-leaf parts are small, and the schema layer's reflection cost more
+  // than the encoding itself. Shared parts are the pre-encoded DER of the schema classes.
+  const extensions: Encodable[] = [
+    LEAF_CONSTRAINTS_BLOCK,
+    LEAF_KEY_USAGE_BLOCK,
+    template.kind === 'device' ? DEVICE_USAGES_BLOCK : WORKLOAD_USAGES_BLOCK,
+    extensionBlock(asn1X509.id_ce_subjectAltName, sanValue(template.spiffeId)),
+    extensionBlock(asn1X509.id_ce_subjectKeyIdentifier, new asn1js.OctetString({ valueHex: keyId })),
   ];
-  if (prepared.authorityKeyId) extensions.push(prepared.authorityKeyId);
-  const tbsCertificate = new asn1X509.TBSCertificate({
-    version: asn1X509.Version.v3,
-    serialNumber: new Uint8Array(Buffer.from(serial, 'hex')).buffer,
-    signature: prepared.algorithm,
-    issuer: prepared.issuer,
-    validity: new asn1X509.Validity({ notBefore, notAfter }),
-    subject: template.subjectName,
-    subjectPublicKeyInfo: preEncoded<asn1X509.SubjectPublicKeyInfo>(csr.subjectPublicKeyInfoDer),
-    extensions: new asn1X509.Extensions(extensions),
+  if (prepared.authorityKeyIdBlock) extensions.push(prepared.authorityKeyIdBlock);
+  const tbsBlock = new asn1js.Sequence({
+    value: [
+      VERSION_3,
+      new asn1js.Integer({ valueHex: Buffer.from(serial, 'hex') }),
+      prepared.algorithmBlock,
+      prepared.issuerBlock,
+      new asn1js.Sequence({ value: [timeBlock(notBefore), timeBlock(notAfter)] }),
+      nameBlock(template.kind, template.subjectCommonName),
+      derBlock(csr.subjectPublicKeyInfoDer),
+      new asn1js.Constructed({
+        idBlock: { tagClass: 3, tagNumber: 3 },
+        value: [new asn1js.Sequence({ value: extensions as asn1js.AsnType[] })],
+      }),
+    ] as asn1js.AsnType[],
   });
-  const tbs = AsnConvert.serialize(tbsCertificate);
+  const tbs = tbsBlock.toBER(false);
   const signature = sign(prepared.digest, new Uint8Array(tbs), { key: signer.key, dsaEncoding: 'der' });
   const der = new Uint8Array(
-    AsnConvert.serialize(
-      new asn1X509.Certificate({
-        // The bytes just signed, not a second encoding of the same structure.
-        tbsCertificate: preEncoded<asn1X509.TBSCertificate>(tbs),
-        signatureAlgorithm: prepared.algorithm,
-        signatureValue: new Uint8Array(signature).buffer,
-      }),
-    ),
+    new asn1js.Sequence({
+      value: [
+        derBlock(tbs),
+        prepared.algorithmBlock,
+        new asn1js.BitString({ valueHex: signature }),
+      ] as asn1js.AsnType[],
+    }).toBER(false),
   );
   const renewAfter = new Date(now + Math.floor((notAfter.getTime() - now) / 2));
   return {
