@@ -26,6 +26,7 @@ import {
   importParamsOf,
   normalizeSerial,
   parseCertificates,
+  pemOf,
   SERIAL_PATTERN,
   signingAlgorithmOf,
   subtle,
@@ -484,7 +485,7 @@ export class CertificateAuthority {
     const { crl } = cached;
     return {
       // RFC 7468 labels a CRL "X509 CRL" (what OpenSSL reads); the library writes "CRL".
-      pem: `${x509.PemConverter.encode(crl.rawData, 'X509 CRL')}\n`,
+      pem: pemOf(crl.rawData, 'X509 CRL'),
       der: new Uint8Array(crl.rawData),
       thisUpdate: crl.thisUpdate,
       nextUpdate: crl.nextUpdate ?? new Date(cached.thisUpdate + CRL_VALIDITY_MS),

@@ -5,7 +5,7 @@ import * as asn1js from 'asn1js';
 import { VigilError } from '../errors.ts';
 import type { Clock } from '../internal/clock.ts';
 import { type CheckedCsr, type CsrPolicy, checkCsr, DEFAULT_CSR_POLICY } from './csr.ts';
-import { randomSerial, x509 } from './lib/x509.ts';
+import { pemOf, randomSerial, type x509 } from './lib/x509.ts';
 import { checkWorkloadSpiffeId, deviceSpiffeId } from './spiffe.ts';
 
 /** notBefore is set this far in the past so that a peer whose clock lags still accepts the cert. */
@@ -181,13 +181,16 @@ function extension(extnID: string, critical: boolean, value: unknown): asn1X509.
   });
 }
 
+/** An OID encoded once (asn1js turns the dotted text into DER on every encoding otherwise). */
+const oidBlock = (oid: string) => derBlock(new asn1js.ObjectIdentifier({ value: oid }).toBER(false));
+const SAN_OID = oidBlock(asn1X509.id_ce_subjectAltName);
+const SKI_OID = oidBlock(asn1X509.id_ce_subjectKeyIdentifier);
+const COMMON_NAME_OID = oidBlock('2.5.4.3');
+
 /** A non-critical extension whose value is an asn1js block (the per-leaf ones). */
-function extensionBlock(extnID: string, value: asn1js.AsnType): asn1js.Sequence {
+function extensionBlock(extnID: DerBlock, value: asn1js.AsnType): asn1js.Sequence {
   return new asn1js.Sequence({
-    value: [
-      new asn1js.ObjectIdentifier({ value: extnID }),
-      new asn1js.OctetString({ valueHex: value.toBER(false) }),
-    ],
+    value: [extnID, new asn1js.OctetString({ valueHex: value.toBER(false) })] as asn1js.AsnType[],
   });
 }
 
@@ -251,10 +254,7 @@ function nameBlock(kind: LeafKind, commonName: string | undefined): asn1js.Seque
       new asn1js.Set({
         value: [
           new asn1js.Sequence({
-            value: [
-              new asn1js.ObjectIdentifier({ value: '2.5.4.3' }),
-              new asn1js.Utf8String({ value: commonName }),
-            ],
+            value: [COMMON_NAME_OID, new asn1js.Utf8String({ value: commonName })] as asn1js.AsnType[],
           }),
         ],
       }),
@@ -347,8 +347,8 @@ function signLeaf(signer: LeafSigner, csr: CheckedCsr, template: LeafTemplate): 
     LEAF_CONSTRAINTS_BLOCK,
     LEAF_KEY_USAGE_BLOCK,
     template.kind === 'device' ? DEVICE_USAGES_BLOCK : WORKLOAD_USAGES_BLOCK,
-    extensionBlock(asn1X509.id_ce_subjectAltName, sanValue(template.spiffeId)),
-    extensionBlock(asn1X509.id_ce_subjectKeyIdentifier, new asn1js.OctetString({ valueHex: keyId })),
+    extensionBlock(SAN_OID, sanValue(template.spiffeId)),
+    extensionBlock(SKI_OID, new asn1js.OctetString({ valueHex: keyId })),
   ];
   if (prepared.authorityKeyIdBlock) extensions.push(prepared.authorityKeyIdBlock);
   const tbsBlock = new asn1js.Sequence({
@@ -384,7 +384,7 @@ function signLeaf(signer: LeafSigner, csr: CheckedCsr, template: LeafTemplate): 
     spiffeId: template.spiffeId,
     serial,
     der,
-    pem: `${x509.PemConverter.encode(der, 'CERTIFICATE')}\n`,
+    pem: pemOf(der, 'CERTIFICATE'),
     notBefore,
     notAfter,
     renewAfter,

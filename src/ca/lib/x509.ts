@@ -102,3 +102,15 @@ export function fingerprintOf(cert: x509.X509Certificate): string {
 export function parseCertificates(pem: string): x509.X509Certificate[] {
   return x509.PemConverter.decode(pem).map((der) => new x509.X509Certificate(der));
 }
+
+/**
+ * PEM armor (RFC 7468: base64 in 64-column lines between BEGIN/END lines) around DER,
+ * with a final newline. Text encoding only; leaves are armored on every issuance, and
+ * this is a fraction of what the generic converter costs.
+ */
+export function pemOf(der: Uint8Array | ArrayBuffer, label: string): string {
+  const base64 = Buffer.from(der instanceof Uint8Array ? der : new Uint8Array(der)).toString('base64');
+  const lines: string[] = [];
+  for (let offset = 0; offset < base64.length; offset += 64) lines.push(base64.slice(offset, offset + 64));
+  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
+}
