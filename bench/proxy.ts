@@ -334,6 +334,20 @@ for (const target of targets) {
   );
   log(`  ${JSON.stringify(half[target.name])}`);
 }
+// A quarter of the peak as well: on a 2-core machine shared with the load generator and
+// the upstream, half of Vigil's peak keeps its main thread 70-85% busy, so the tail at
+// half load is queueing; a quarter shows what Vigil adds when the cores are not the limit.
+const quarterRate = Math.max(1, Math.round(ours.rps / 4));
+const quarter: Record<string, OpenLoopResult> = {};
+for (const target of targets.filter((candidate) => candidate.name !== 'nginx')) {
+  log(`open loop ${target.name} at ${quarterRate} req/s (${OPEN_SECONDS}s)`);
+  quarter[target.name] = openLoop(target.url, quarterRate, target.headers);
+  log(`  ${JSON.stringify(quarter[target.name])}`);
+}
+const quarterOf = (name: string) => {
+  const result = quarter[name] as OpenLoopResult;
+  return { p50: result.p50_us, p99: result.p99_us, p999: result.p999_us, max: result.max_us };
+};
 const halfOf = (name: string) => {
   const result = half[name] as OpenLoopResult;
   return { p50: result.p50_us, p99: result.p99_us, p999: result.p999_us, max: result.max_us };
@@ -370,6 +384,15 @@ process.stdout.write(
       client_send_lag_p99_us: Math.max(...Object.values(half).map((result) => result.send_lag_p99_us)),
     },
     added_p99_ms_half_load: round((halfVigil.p99_us - halfPassthrough.p99_us) / 1000, 2),
+    quarter_load: {
+      rate: quarterRate,
+      latency_us: { vigil: quarterOf('vigil'), 'node-passthrough': quarterOf('node-passthrough') },
+    },
+    added_p99_ms_quarter_load: round(
+      ((quarter.vigil as OpenLoopResult).p99_us - (quarter['node-passthrough'] as OpenLoopResult).p99_us) /
+        1000,
+      2,
+    ),
     machine: { cores: availableParallelism(), load_1m: [round(loadAtStart, 2), round(loadavg()[0] ?? 0, 2)] },
     load: {
       tool: 'wrk',
