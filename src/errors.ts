@@ -62,7 +62,8 @@ export type VigilErrorCode =
   | 'ERR_DEVICE_PROVIDER_SIGNATURE'
   | 'ERR_DEVICE_ENROLL_FAILED'
   | 'ERR_DEVICE_NOT_ENROLLED'
-  | 'ERR_DEVICE_UNAVAILABLE';
+  | 'ERR_DEVICE_UNAVAILABLE'
+  | 'ERR_DEVICE_SERIAL_IN_USE';
 
 export class VigilError extends Error {
   readonly code: VigilErrorCode;

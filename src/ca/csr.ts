@@ -87,17 +87,12 @@ export function checkCsr(input: string | Uint8Array, policy: CsrPolicy = DEFAULT
   const size = typeof input === 'string' ? Buffer.byteLength(input, 'utf8') : input.byteLength;
   if (size > MAX_CSR_BYTES) throw refused('ERR_CA_CSR_TOO_LARGE', `larger than ${MAX_CSR_BYTES} bytes`, 413);
   let request: CertificationRequest;
-  let spkiDer: ArrayBuffer;
   try {
-    // One BER parse: the typed request from it, and the key's exact DER from the same tree.
     const der = derOf(input);
     const parsed = asn1js.fromBER(new Uint8Array(der).buffer);
     if (parsed.offset === -1 || parsed.result.error) throw new Error(parsed.result.error || 'not BER');
+    if (parsed.offset !== der.byteLength) throw new Error('bytes after the request');
     request = AsnParser.fromASN(parsed.result, CertificationRequest);
-    const info = (parsed.result as asn1js.Sequence).valueBlock.value[0] as asn1js.Sequence;
-    const spki = info.valueBlock.value[2];
-    if (spki === undefined) throw new Error('no subjectPKInfo');
-    spkiDer = new Uint8Array(spki.valueBeforeDecodeView).slice().buffer;
   } catch (error) {
     if (error instanceof VigilError) throw error;
     throw malformed(error);
@@ -105,7 +100,7 @@ export function checkCsr(input: string | Uint8Array, policy: CsrPolicy = DEFAULT
   const info = request.certificationRequestInfo;
   if (!info?.subjectPKInfo || !request.certificationRequestInfoRaw) throw malformed();
 
-  const { key, keyType, der } = publicKeyOf(info.subjectPKInfo, spkiDer, policy);
+  const { key, keyType, der } = publicKeyOf(info.subjectPKInfo, policy);
 
   const digest = SIGNATURE_DIGESTS[request.signatureAlgorithm.algorithm];
   if (digest === undefined) throw refused('ERR_CA_CSR_SIGNATURE', 'unsupported signature algorithm');
@@ -196,16 +191,21 @@ const CURVE_NAMES: Readonly<Record<string, string>> = {
 };
 
 /**
- * The CSR's key after the key-type policy, with its DER, which goes into the certificate
- * unchanged. EC and Ed25519 keys are typed by their OIDs and parsed by OpenSSL once, in
+ * The CSR's key after the key-type policy, with its DER encoding for the certificate. EC and Ed25519 keys are typed by their OIDs and parsed by OpenSSL once, in
  * the signature check (which rejects points off their curve); RSA keys are parsed here
  * for their size.
  */
 function publicKeyOf(
   spki: asn1X509.SubjectPublicKeyInfo,
-  der: ArrayBuffer,
   policy: CsrPolicy,
 ): { key: KeyInput; keyType: string; der: ArrayBuffer } {
+  // Re-encoded, not copied: a CSR may carry the key in BER, a certificate must be DER.
+  let der: ArrayBuffer;
+  try {
+    der = AsnConvert.serialize(spki);
+  } catch (error) {
+    throw refused('ERR_CA_CSR_KEY_TYPE', 'public key does not parse', 400, error);
+  }
   const notAllowed = (shown: string, why = 'P-256, P-384, Ed25519') =>
     refused('ERR_CA_CSR_KEY_TYPE', `key type ${shown} not allowed (${why})`);
   const algorithm = spki.algorithm.algorithm;

@@ -83,6 +83,12 @@ export class DeviceBinding {
     }
     // Ours but not an SVID cannot happen with certificates this CA issued: untrusted.
     const reason = result.reason === 'cert-not-svid' ? 'cert-untrusted' : result.reason;
-    return { ok: false, reason, trustedElsewhere: socket.authorized === true };
+    // The listener trusts the internal CA too, so `authorized` says nothing about a
+    // certificate this CA issued: only a foreign one (client_ca_file) may pass as no device.
+    return {
+      ok: false,
+      reason,
+      trustedElsewhere: result.reason === 'cert-untrusted' && socket.authorized === true,
+    };
   }
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { DevicePosture } from '../policy/index.ts';
+import { compareVersions, type DevicePosture } from '../policy/index.ts';
 import { POSTURE_FIELDS } from './posture/collect.ts';
 
 /** Fields a posture report or provider may set: what the agent checks, and a provider's verdict. */
@@ -43,19 +43,26 @@ export interface SourcedPosture {
 const BOOLEAN_FIELDS = ['diskEncrypted', 'firewall', 'screenLock', 'edrRunning', 'compliant'] as const;
 
 /**
- * One posture from the latest report of every source. A boolean is false when any
- * source says false (the agent may not see what the MDM sees, and the other way round;
- * the more cautious word wins), true when some source says true and none false. The OS
- * comes from the newest report that names one; the age is that of the newest report.
+ * One posture from the latest report of every source, the cautious word winning where
+ * they differ (the agent may not see what the MDM sees, and a device may lie about
+ * itself): a boolean is false when any source says false, true when some source says true
+ * and none false; the OS family is the newest report's, its version the lowest any source
+ * gives for that family; the age is that of the oldest source, so a provider that stopped
+ * reporting makes the posture stale instead of being kept fresh by the agent.
  */
 export function mergePosture(reports: readonly SourcedPosture[]): DevicePosture | undefined {
   if (reports.length === 0) return undefined;
   const newestFirst = [...reports].sort((a, b) => b.reportedAt - a.reportedAt);
-  const merged: DevicePosture = { reportedAt: (newestFirst[0] as SourcedPosture).reportedAt };
-  const withOs = newestFirst.find((report) => report.data.osFamily !== undefined);
-  if (withOs?.data.osFamily !== undefined) {
-    merged.osFamily = withOs.data.osFamily;
-    if (withOs.data.osVersion !== undefined) merged.osVersion = withOs.data.osVersion;
+  const merged: DevicePosture = { reportedAt: (newestFirst.at(-1) as SourcedPosture).reportedAt };
+  const family = newestFirst.find((report) => report.data.osFamily !== undefined)?.data.osFamily;
+  if (family !== undefined) {
+    merged.osFamily = family;
+    for (const report of reports) {
+      const version = report.data.osVersion;
+      if (report.data.osFamily !== family || version === undefined) continue;
+      if (merged.osVersion === undefined || (compareVersions(version, merged.osVersion) ?? 0) < 0)
+        merged.osVersion = version;
+    }
   }
   for (const field of BOOLEAN_FIELDS) {
     let value: boolean | undefined;

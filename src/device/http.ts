@@ -29,10 +29,41 @@ export interface DeviceEndpointOptions {
   whoIs(request: IncomingMessage): Promise<{ userId: string; email: string | undefined } | undefined>;
   logger?: Logger;
   now?: () => number;
+  /** The client address as the proxy sees it (trusted proxies applied); the socket's otherwise. */
+  sourceIp?: (request: IncomingMessage) => string | undefined;
   /** Counts requests by endpoint and status when given. */
   metrics?: Registry | undefined;
   /** `server.public_url`: the origin users see, for the URLs shown and the approval form's Origin check. */
   publicUrl?: string | undefined;
+}
+
+/** Device grants one source may start per window: enough for a family of machines behind one address. */
+export const GRANTS_PER_SOURCE = 20;
+const GRANT_WINDOW_MS = 600_000;
+const MAX_TRACKED_SOURCES = 10_000;
+
+/**
+ * Counts device grants per source address in a fixed window, so that one client cannot
+ * fill the global cap of waiting grants and lock everyone else out of enrollment.
+ */
+class GrantLimiter {
+  readonly #counts = new Map<string, { windowStart: number; count: number }>();
+
+  allow(source: string, now: number): boolean {
+    let entry = this.#counts.get(source);
+    if (entry === undefined || now - entry.windowStart >= GRANT_WINDOW_MS) {
+      entry = { windowStart: now, count: 0 };
+      this.#counts.delete(source);
+      this.#counts.set(source, entry);
+      // Oldest first in a Map: forget the longest-idle sources when too many are tracked.
+      for (const key of this.#counts.keys()) {
+        if (this.#counts.size <= MAX_TRACKED_SOURCES) break;
+        this.#counts.delete(key);
+      }
+    }
+    entry.count++;
+    return entry.count <= GRANTS_PER_SOURCE;
+  }
 }
 
 /** Enrollment bodies carry a CSR and a few names: small. */
@@ -135,11 +166,19 @@ export function deviceEndpoints(options: DeviceEndpointOptions): Map<string, Han
     if (request.method !== 'POST') throw methodNotAllowed();
   };
 
+  const grants = new GrantLimiter();
   const handlers = new Map<string, Handler>();
   handlers.set(
     DEVICE_PATHS.authorize,
     wrap('authorize', async (request, response) => {
       post(request);
+      const source = options.sourceIp?.(request) ?? request.socket.remoteAddress ?? 'unknown';
+      if (!grants.allow(source, now())) {
+        throw new VigilError('ERR_DEVICE_AUTHORIZATION', 'too many enrollments started from one address', {
+          status: 429,
+          publicMessage: 'too many enrollments from this address; try again in 10 minutes',
+        });
+      }
       const info = requestInfo(await readJson(request, ENROLL_BODY_LIMIT));
       const started = await registry.startAuthorization(info);
       const base = publicBase(request);

@@ -8,6 +8,8 @@ export type PolicyDevice = NonNullable<PolicyInput['device']>;
 
 interface Entry {
   state: DeviceState;
+  /** The user who enrolled it; null for a device enrolled with a token (a shared machine). */
+  owner: string | null;
   reports: SourcedPosture[];
   /** What policy sees; rebuilt only when the device or its posture changes. */
   view: PolicyDevice;
@@ -57,6 +59,16 @@ export class DeviceInventory {
     return this.#devices.get(id)?.view;
   }
 
+  /**
+   * The device as policy sees it for requests of `userId`: a device enrolled by a user
+   * is theirs only; a token-enrolled device (no owner) serves whoever uses it.
+   */
+  getFor(id: string, userId: string): PolicyDevice | undefined {
+    const entry = this.#devices.get(id);
+    if (entry === undefined || (entry.owner !== null && entry.owner !== userId)) return undefined;
+    return entry.view;
+  }
+
   get size(): number {
     return this.#devices.size;
   }
@@ -68,7 +80,7 @@ export class DeviceInventory {
     const changedMeanwhile = new Set<string>();
     this.#changedDuringReload = changedMeanwhile;
     const [devices, postures] = await Promise.all([
-      this.#store.db.selectFrom('devices').select(['id', 'state']).execute(),
+      this.#store.db.selectFrom('devices').select(['id', 'state', 'user_id']).execute(),
       this.#store.db.selectFrom('device_posture').selectAll().execute(),
     ]);
     if (generation !== this.#generation) return;
@@ -81,7 +93,8 @@ export class DeviceInventory {
       reports.set(row.device_id, list);
     }
     this.#devices.clear();
-    for (const row of devices) this.#set(row.id, row.state as DeviceState, reports.get(row.id) ?? []);
+    for (const row of devices)
+      this.#set(row.id, row.state as DeviceState, row.user_id, reports.get(row.id) ?? []);
     this.#changedDuringReload = undefined;
     for (const id of changedMeanwhile) this.#refresh(id);
   }
@@ -97,7 +110,11 @@ export class DeviceInventory {
     const load = ++this.#loads;
     this.#loading.set(id, load);
     const [device, postures] = await Promise.all([
-      this.#store.db.selectFrom('devices').select(['id', 'state']).where('id', '=', id).executeTakeFirst(),
+      this.#store.db
+        .selectFrom('devices')
+        .select(['id', 'state', 'user_id'])
+        .where('id', '=', id)
+        .executeTakeFirst(),
       this.#store.db.selectFrom('device_posture').selectAll().where('device_id', '=', id).execute(),
     ]);
     if (this.#loading.get(id) !== load) return;
@@ -112,15 +129,15 @@ export class DeviceInventory {
       const report = parseReport(row);
       if (report !== undefined) reports.push(report);
     }
-    this.#set(id, device.state as DeviceState, reports);
+    this.#set(id, device.state as DeviceState, device.user_id, reports);
   }
 
-  #set(id: string, state: DeviceState, reports: SourcedPosture[]): void {
+  #set(id: string, state: DeviceState, owner: string | null, reports: SourcedPosture[]): void {
     const posture = mergePosture(reports);
     const view: PolicyDevice = Object.freeze(
       posture === undefined ? { id, state } : { id, state, posture: Object.freeze(posture) },
     );
-    this.#devices.set(id, { state, reports, view });
+    this.#devices.set(id, { state, owner, reports, view });
   }
 
   #warn(error: unknown, id: string | undefined): void {

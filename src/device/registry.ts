@@ -279,6 +279,7 @@ export class DeviceRegistry {
     checkInfo(info);
     this.#requireCa();
     checkCsr(info.csr, DEFAULT_CSR_POLICY);
+    await this.#checkSerialFree(info.serial);
     const deviceCode = randomBytes(32).toString('base64url');
     const now = this.#clock.now();
     // Anyone can start a grant: cap what is waiting, so a flood cannot fill the table.
@@ -486,16 +487,19 @@ export class DeviceRegistry {
   /** Takes a posture report the agent signed with the device key; refuses replays. */
   async acceptReport(jws: string): Promise<{ deviceId: string; state: DeviceState; reportedAt: number }> {
     const request = await this.#verify(jws, POSTURE_REPORT_TYPE);
-    const { managed: _ignored, ...posture } = postureOf(request);
+    // `managed` and `compliant` are a provider's word about the device, never its own.
+    const { managed: _managed, compliant: _compliant, ...posture } = postureOf(request);
     const row = await this.#row(request.deviceId);
+    // A report dated ahead (within the skew) counts from now: it must not look fresher.
+    const reportedAt = Math.min(request.issuedAt, this.#clock.now());
     await this.recordPosture({
       deviceId: request.deviceId,
       source: 'agent',
-      reportedAt: request.issuedAt,
+      reportedAt,
       replayId: `agent:${request.deviceId}:${request.jti}`,
       data: posture,
     });
-    return { deviceId: row.id, state: row.state as DeviceState, reportedAt: request.issuedAt };
+    return { deviceId: row.id, state: row.state as DeviceState, reportedAt };
   }
 
   /** A new certificate for an enrolled device, asked for with a request signed by its current key. */
@@ -582,14 +586,16 @@ export class DeviceRegistry {
       return row ? toRecord(row) : undefined;
     }
     if (reference.serial === undefined) return undefined;
-    const row = await this.#store.db
+    // A serial is what the device claimed at enrollment: match it only when exactly one
+    // live device claims it, never guess between two.
+    const rows = await this.#store.db
       .selectFrom('devices')
       .selectAll()
       .where('serial', '=', reference.serial)
       .where('state', '!=', 'revoked')
-      .orderBy('enrolled_at', 'desc')
-      .executeTakeFirst();
-    return row ? toRecord(row) : undefined;
+      .limit(2)
+      .execute();
+    return rows.length === 1 && rows[0] ? toRecord(rows[0]) : undefined;
   }
 
   async #verify(jws: string, type: typeof POSTURE_REPORT_TYPE | typeof RENEWAL_REQUEST_TYPE) {
@@ -647,6 +653,7 @@ export class DeviceRegistry {
     info: DeviceRequestInfo,
     how: { userId: string | null; managedBy: string | undefined; via: string },
   ): Promise<IssuedDevice> {
+    await this.#checkSerialFree(info.serial);
     const deviceId = newDeviceId();
     const managedBy = how.managedBy ?? (this.#autoApprove ? 'auto' : undefined);
     const now = this.#clock.now();
@@ -686,7 +693,7 @@ export class DeviceRegistry {
   async #certify(ca: CertificateAuthority, row: DevicesTable, csr: string): Promise<IssuedDevice> {
     if (row.state === 'revoked') throw revoked();
     const leaf = await ca.signDeviceCertificate({ csr, deviceId: row.id });
-    await this.#store.db
+    const updated = await this.#store.db
       .updateTable('devices')
       .set({
         cert_serial: leaf.serial,
@@ -695,7 +702,13 @@ export class DeviceRegistry {
         updated_at: this.#clock.now(),
       })
       .where('id', '=', row.id)
-      .execute();
+      .where('state', '!=', 'revoked')
+      .executeTakeFirst();
+    if (Number(updated.numUpdatedRows) === 0) {
+      // Revoked while signing: the revocation did not see this certificate, so revoke it here.
+      await ca.revoke(leaf.serial, 'privilege-withdrawn');
+      throw revoked();
+    }
     return {
       deviceId: row.id,
       state: row.state as DeviceState,
@@ -706,6 +719,26 @@ export class DeviceRegistry {
       notAfter: leaf.notAfter,
       renewAfter: leaf.renewAfter,
     };
+  }
+
+  /**
+   * A hardware serial can belong to one live device: providers report by serial, and a
+   * second device claiming a serial already enrolled would take over its MDM verdicts.
+   */
+  async #checkSerialFree(serial: string | undefined): Promise<void> {
+    if (serial === undefined) return;
+    const taken = await this.#store.db
+      .selectFrom('devices')
+      .select('id')
+      .where('serial', '=', serial)
+      .where('state', '!=', 'revoked')
+      .executeTakeFirst();
+    if (taken) {
+      throw new VigilError('ERR_DEVICE_SERIAL_IN_USE', `serial already enrolled as ${taken.id}`, {
+        status: 409,
+        publicMessage: 'a device with this serial is already enrolled; ask an admin to revoke it first',
+      });
+    }
   }
 
   async #setManaged(deviceId: string, by: string): Promise<void> {

@@ -13,6 +13,7 @@ export {
   compilePolicies,
   NO_ROUTE_DECISION,
 } from './compile.ts';
+export { compareVersions } from './conditions/device.ts';
 export { type PolicyDocument, parsePolicyFile, parsePolicyText } from './parse.ts';
 export { REASONS, type Reason } from './reasons.ts';
 export { PolicyStore } from './store.ts';

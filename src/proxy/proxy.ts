@@ -649,6 +649,11 @@ export class AccessProxy {
   }
 
   /** The client address: the peer, or for a trusted proxy the last address it did not add. */
+  /** The client address of a request: the peer, or X-Forwarded-For when the peer is a trusted proxy. */
+  sourceIpOf(request: IncomingMessage): string {
+    return this.#sourceIp(request);
+  }
+
   #sourceIp(request: IncomingMessage): string {
     const peer = this.#peer(request);
     if (!this.#isTrusted(request)) return peer;

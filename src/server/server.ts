@@ -234,7 +234,10 @@ export async function startServer(
     if (found === undefined) return undefined;
     const { userId, email, groups, claims, amr, authTime } = found;
     const user = { id: userId, email, groups, claims, amr, authTime };
-    const device = binding?.resolve(request).device;
+    const peer = binding?.resolve(request).device;
+    // A device enrolled by another user does not vouch for this one (a stolen cookie or
+    // token used from the thief's own device).
+    const device = peer === undefined ? undefined : devices?.inventory.getFor(peer.id, userId);
     if (device === undefined) return { key: found.key, user };
     if (found.sessionId !== undefined && found.deviceId === undefined) {
       identity.sessions
@@ -272,6 +275,7 @@ export async function startServer(
             logger,
             publicUrl: config.server.public_url,
             metrics,
+            sourceIp: (request) => serving?.proxy.sourceIpOf(request),
           })
         : []),
     ]),

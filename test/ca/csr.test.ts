@@ -154,6 +154,13 @@ describe('CSR checks', () => {
     }
   });
 
+  it('rejects bytes after the request with ERR_CA_CSR_INVALID', async () => {
+    const pem = await makeCsr();
+    const der = Buffer.from(pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64');
+    await assert.rejects(device(new Uint8Array([...der, 0x00])), { code: 'ERR_CA_CSR_INVALID' });
+    assert.equal((await device(new Uint8Array(der))).kind, 'device', 'the same request without them is fine');
+  });
+
   it('never echoes CSR content in the public message', async () => {
     await assert.rejects(
       device(await makeCsr({ names: [{ type: 'url', value: 'spiffe://evil.example/device/x' }] })),

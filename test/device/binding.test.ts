@@ -68,6 +68,17 @@ describe('device binding', () => {
     });
   });
 
+  it('refuses a revoked internal certificate even though the TLS layer accepted it (it trusts the internal CA)', async (t) => {
+    const e = await bound(t);
+    const device = await enroll(e);
+    await eventually(() => e.inventory.get(device.issued.deviceId) !== undefined, 'the enrolled device');
+    await e.ca.revoke(device.issued.serial, 'key-compromise');
+    // TLS checks the chain, not revocation: `authorized` is true for every internal-CA cert.
+    assert.deepEqual(e.binding.resolve(requestWith(device.issued.certificatePem, true)), {
+      refused: 'cert-revoked',
+    });
+  });
+
   it('refuses with cert-revoked a device the inventory holds as revoked, before its certificate is', async (t) => {
     const e = await bound(t);
     const device = await enroll(e);

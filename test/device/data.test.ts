@@ -34,7 +34,7 @@ describe('mergePosture', () => {
       data: { diskEncrypted: false, firewall: true, edrRunning: true },
     };
     const expected = {
-      reportedAt: T,
+      reportedAt: T - 1000,
       diskEncrypted: false,
       firewall: false,
       compliant: true,
@@ -44,13 +44,28 @@ describe('mergePosture', () => {
     assert.deepEqual(mergePosture([mdm, agent]), expected);
   });
 
-  it('takes the OS from the newest report that names one, and the age of the newest report', () => {
+  it("takes the family of the newest report, the lowest version any source gives, and the oldest source's age", () => {
     const merged = mergePosture([
       { source: 'mdm', reportedAt: T - 60_000, data: { osFamily: 'macos', osVersion: '13.6' } },
       { source: 'agent', reportedAt: T - 1000, data: { osFamily: 'macos', osVersion: '14.4.1' } },
       { source: 'edr', reportedAt: T, data: { edrRunning: true } },
     ]);
-    assert.deepEqual(merged, { reportedAt: T, osFamily: 'macos', osVersion: '14.4.1', edrRunning: true });
+    // The agent cannot talk the version up past what the MDM saw; the MDM's silence ages it all.
+    assert.deepEqual(merged, {
+      reportedAt: T - 60_000,
+      osFamily: 'macos',
+      osVersion: '13.6',
+      edrRunning: true,
+    });
+  });
+
+  it('ignores versions of another OS family than the newest report names', () => {
+    const merged = mergePosture([
+      { source: 'old', reportedAt: T - 5000, data: { osFamily: 'linux', osVersion: '5.10' } },
+      { source: 'agent', reportedAt: T, data: { osFamily: 'macos', osVersion: '14.4' } },
+    ]);
+    assert.equal(merged?.osFamily, 'macos');
+    assert.equal(merged?.osVersion, '14.4');
   });
 
   it('leaves a boolean out when no source says anything about it', () => {

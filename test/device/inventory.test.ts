@@ -3,7 +3,14 @@ import { describe, it, type TestContext } from 'node:test';
 import { DeviceInventory, POSTURE_REPORT_TYPE, signDeviceRequest } from '../../src/device/index.ts';
 import { openStore, type Store } from '../../src/store/index.ts';
 import { freshPostgresUrl, STORE_TARGETS } from '../support/databases.ts';
-import { type DeviceEnv, deviceEnv, type EnrolledTestDevice, enroll, eventually } from './helpers.ts';
+import {
+  type DeviceEnv,
+  deviceEnv,
+  deviceKey,
+  type EnrolledTestDevice,
+  enroll,
+  eventually,
+} from './helpers.ts';
 
 async function openInventory(t: TestContext, store: Store): Promise<DeviceInventory> {
   const inventory = await DeviceInventory.open(store);
@@ -60,7 +67,8 @@ for (const target of STORE_TARGETS) {
         id,
         state: 'registered',
         posture: {
-          reportedAt: accepted.reportedAt,
+          // The oldest source's age: the MDM's silence is not hidden by the agent.
+          reportedAt: accepted.reportedAt - 60_000,
           osFamily: 'linux',
           osVersion: '6.8',
           diskEncrypted: false,
@@ -77,6 +85,24 @@ for (const target of STORE_TARGETS) {
         'linux',
         'the posture stays with the revoked device',
       );
+    });
+
+    it('gives a device enrolled by a user only to that user; a token-enrolled device to anyone', async (t) => {
+      const e = await deviceEnv(t, { url: target.freshUrl() });
+      const shared = await enroll(e);
+      const { deviceCode, userCode } = await e.registry.startAuthorization({
+        csr: (await deviceKey()).csr,
+        name: 'alice-laptop',
+      });
+      assert.equal(await e.registry.decideAuthorization(userCode, 'dev:alice', true), true);
+      const polled = await e.registry.pollAuthorization(deviceCode);
+      assert.equal(polled.status, 'issued');
+      const owned = polled.status === 'issued' ? polled.device.deviceId : '';
+      const inventory = await openInventory(t, e.store);
+      assert.equal(inventory.getFor(owned, 'dev:alice')?.id, owned);
+      assert.equal(inventory.getFor(owned, 'dev:mallory'), undefined, "another user's device");
+      assert.equal(inventory.getFor(shared.issued.deviceId, 'dev:mallory')?.id, shared.issued.deviceId);
+      assert.equal(inventory.getFor('d-none', 'dev:alice'), undefined);
     });
 
     it('hands out frozen views that a caller cannot change', async (t) => {

@@ -547,11 +547,11 @@ for (const target of STORE_TARGETS) {
         });
       });
 
-      it('does not make a device managed when the agent reports managed: true', async (t) => {
+      it('does not make a device managed or compliant on its own word (agent reports managed/compliant: true)', async (t) => {
         const e = await env(t);
         const device = await enroll(e);
         const accepted = await e.registry.acceptReport(
-          await report(e, device, { managed: true, firewall: true }),
+          await report(e, device, { managed: true, compliant: true, firewall: true }),
         );
         assert.equal(accepted.state, 'registered');
         const record = await e.registry.get(device.issued.deviceId);
@@ -699,6 +699,43 @@ for (const target of STORE_TARGETS) {
         await assert.rejects(e.registry.approve('d-0000000000000000', 'admin'), {
           code: 'ERR_DEVICE_NOT_FOUND',
         });
+      });
+    });
+
+    describe('serials', () => {
+      it('refuses to enroll a second live device with a serial already enrolled (ERR_DEVICE_SERIAL_IN_USE)', async (t) => {
+        const e = await env(t);
+        await enroll(e, { serial: 'C02SERIAL' });
+        await assert.rejects(enroll(e, { serial: 'C02SERIAL' }), {
+          code: 'ERR_DEVICE_SERIAL_IN_USE',
+          status: 409,
+        });
+        const key = await deviceKey();
+        await assert.rejects(
+          e.registry.startAuthorization({ csr: key.csr, name: 'copy', serial: 'C02SERIAL' }),
+          { code: 'ERR_DEVICE_SERIAL_IN_USE' },
+        );
+      });
+
+      it('lets the serial of a revoked device be enrolled again, and finds the live one by it', async (t) => {
+        const e = await env(t);
+        const first = await enroll(e, { serial: 'C02SERIAL' });
+        await e.registry.revoke(first.issued.deviceId, 'replaced');
+        const second = await enroll(e, { serial: 'C02SERIAL' });
+        assert.equal((await e.registry.findDevice({ serial: 'C02SERIAL' }))?.id, second.issued.deviceId);
+      });
+    });
+
+    describe('report times', () => {
+      it('stores a report dated ahead of the server clock (within the skew) as received now', async (t) => {
+        const e = await env(t);
+        const device = await enroll(e);
+        const accepted = await e.registry.acceptReport(
+          await report(e, device, { firewall: true }, e.clock.now() + 2 * MINUTE),
+        );
+        assert.equal(accepted.reportedAt, e.clock.now());
+        const [stored] = await e.registry.postureOf(device.issued.deviceId);
+        assert.equal(stored?.reportedAt, e.clock.now());
       });
     });
 
