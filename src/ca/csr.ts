@@ -1,4 +1,4 @@
-import { createPublicKey, verify } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
 
 /** A public key as node:crypto takes it without making a KeyObject first. */
 type KeyInput = { key: Buffer; format: 'der'; type: 'spki' };
@@ -87,12 +87,17 @@ export function checkCsr(input: string | Uint8Array, policy: CsrPolicy = DEFAULT
   const size = typeof input === 'string' ? Buffer.byteLength(input, 'utf8') : input.byteLength;
   if (size > MAX_CSR_BYTES) throw refused('ERR_CA_CSR_TOO_LARGE', `larger than ${MAX_CSR_BYTES} bytes`, 413);
   let request: CertificationRequest;
+  let spkiRaw: Uint8Array;
   try {
     const der = derOf(input);
     const parsed = asn1js.fromBER(new Uint8Array(der).buffer);
     if (parsed.offset === -1 || parsed.result.error) throw new Error(parsed.result.error || 'not BER');
     if (parsed.offset !== der.byteLength) throw new Error('bytes after the request');
     request = AsnParser.fromASN(parsed.result, CertificationRequest);
+    // The key's bytes as the request carries them, from the same tree (info is the first
+    // element of the request, the key the third of info; the typed parse checked the shape).
+    const info = (parsed.result as asn1js.Sequence).valueBlock.value[0] as asn1js.Sequence;
+    spkiRaw = (info.valueBlock.value[2] as asn1js.Sequence).valueBeforeDecodeView;
   } catch (error) {
     if (error instanceof VigilError) throw error;
     throw malformed(error);
@@ -100,7 +105,7 @@ export function checkCsr(input: string | Uint8Array, policy: CsrPolicy = DEFAULT
   const info = request.certificationRequestInfo;
   if (!info?.subjectPKInfo || !request.certificationRequestInfoRaw) throw malformed();
 
-  const { key, keyType, der } = publicKeyOf(info.subjectPKInfo, policy);
+  const { key, keyType, der } = publicKeyOf(info.subjectPKInfo, spkiRaw, policy);
 
   const digest = SIGNATURE_DIGESTS[request.signatureAlgorithm.algorithm];
   if (digest === undefined) throw refused('ERR_CA_CSR_SIGNATURE', 'unsupported signature algorithm');
@@ -179,6 +184,28 @@ const KEY_TYPES: Readonly<Record<string, string>> = {
   '1.3.101.112:': 'ed25519',
 };
 const RSA_OID = '1.2.840.113549.1.1.1';
+
+/**
+ * The DER of P-256, P-384 and Ed25519 public keys is a fixed prefix and the key bits;
+ * the prefixes are taken from keys OpenSSL encodes once at start.
+ */
+const CANONICAL_SPKI = [
+  generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey,
+  generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey,
+  generateKeyPairSync('ed25519').publicKey,
+].map((key) => {
+  const der = key.export({ type: 'spki', format: 'der' });
+  const keyBytes =
+    key.asymmetricKeyType === 'ed25519' ? 32 : key.asymmetricKeyDetails?.namedCurve === 'secp384r1' ? 97 : 65;
+  return { prefix: der.subarray(0, der.length - keyBytes), length: der.length };
+});
+
+function isCanonicalSpki(raw: Uint8Array): boolean {
+  return CANONICAL_SPKI.some(
+    ({ prefix, length }) =>
+      raw.length === length && Buffer.from(raw.buffer, raw.byteOffset, prefix.length).equals(prefix),
+  );
+}
 const CURVE_BY_DER = new Map(
   ['1.2.840.10045.3.1.7', '1.3.132.0.34'].map((oid) => [
     Buffer.from(new asn1js.ObjectIdentifier({ value: oid }).toBER(false)).toString('hex'),
@@ -197,12 +224,15 @@ const CURVE_NAMES: Readonly<Record<string, string>> = {
  */
 function publicKeyOf(
   spki: asn1X509.SubjectPublicKeyInfo,
+  raw: Uint8Array,
   policy: CsrPolicy,
 ): { key: KeyInput; keyType: string; der: ArrayBuffer } {
-  // Re-encoded, not copied: a CSR may carry the key in BER, a certificate must be DER.
+  // A certificate must hold the key in DER; a CSR may carry it in BER. The common key
+  // types have one DER form (OpenSSL's prefix, then the key bits): bytes in that form are
+  // taken as they are, anything else is re-encoded.
   let der: ArrayBuffer;
   try {
-    der = AsnConvert.serialize(spki);
+    der = isCanonicalSpki(raw) ? new Uint8Array(raw).buffer : AsnConvert.serialize(spki);
   } catch (error) {
     throw refused('ERR_CA_CSR_KEY_TYPE', 'public key does not parse', 400, error);
   }

@@ -367,7 +367,9 @@ function signLeaf(signer: LeafSigner, csr: CheckedCsr, template: LeafTemplate): 
     ] as asn1js.AsnType[],
   });
   const tbs = tbsBlock.toBER(false);
-  const signature = sign(prepared.digest, new Uint8Array(tbs), { key: signer.key, dsaEncoding: 'der' });
+  // The KeyObject itself, not an options object: ECDSA signatures are DER by default, and
+  // Node checks an options object more slowly than a key.
+  const signature = sign(prepared.digest, new Uint8Array(tbs), signer.key);
   const der = new Uint8Array(
     new asn1js.Sequence({
       value: [
