@@ -86,12 +86,35 @@ class NodeSqliteDialect extends SqliteDialect {
   }
 }
 
+const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
+
+/**
+ * Switches a file to WAL. SQLite answers BUSY to the switch at once, without its busy
+ * handler, when another process opens the same new file at that moment (two replicas
+ * starting together): retry briefly. Runs once per process, at open.
+ */
+function enableWal(database: DatabaseSync): void {
+  const deadline = Date.now() + BUSY_TIMEOUT_MS;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      database.exec('pragma journal_mode = wal');
+      return;
+    } catch (error) {
+      const code = (error as { errcode?: number }).errcode;
+      if ((code !== SQLITE_BUSY && code !== SQLITE_LOCKED) || Date.now() > deadline) throw error;
+      Atomics.wait(pause, 0, 0, 5 + Math.floor(Math.random() * 20));
+    }
+  }
+}
+
 /** Opens (creating if needed) a SQLite file, or `:memory:`, as a Kysely dialect. */
 export function sqliteDialect(path: string): SqliteDialect {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const database = new DatabaseSync(path);
   database.exec(`pragma busy_timeout = ${BUSY_TIMEOUT_MS}`);
-  if (path !== ':memory:') database.exec('pragma journal_mode = wal');
+  if (path !== ':memory:') enableWal(database);
   // FULL: a committed batch (audit events above all) survives a power cut, not only a crash.
   database.exec('pragma synchronous = full');
   database.exec('pragma foreign_keys = on');
