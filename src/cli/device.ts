@@ -77,7 +77,8 @@ function status(flags: OutputOptions & { dir: string }): void {
     {
       device_id: device.info.device_id,
       server: device.info.server,
-      state_at_last_contact: device.info.state,
+      // As the server last answered: enrollment, renewal or the agent's latest report.
+      state: device.info.state,
       spiffe_id: device.info.spiffe_id,
       certificate_serial: device.info.serial,
       certificate_expires: new Date(notAfter).toISOString(),

@@ -9,6 +9,7 @@ import {
   parseIssued,
   postToServer,
   saveIssued,
+  saveState,
 } from './client.ts';
 import type { PostureData } from './data.ts';
 import { DEVICE_PATHS } from './http.ts';
@@ -90,7 +91,9 @@ export async function runAgentOnce(options: AgentOptions): Promise<AgentRun> {
       dispatcher,
     });
     if (answer.status !== 202) throw refused(device, answer);
-    return { posture, state: String(answer.body.state), renewed };
+    const state = String(answer.body.state);
+    saveState(device, state);
+    return { posture, state, renewed };
   } finally {
     await dispatcher?.close();
   }

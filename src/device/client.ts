@@ -114,6 +114,13 @@ export function saveIssued(
   return info;
 }
 
+/** Records the state the server last answered with, for `vigil device status`. */
+export function saveState(device: EnrolledDevice, state: string): void {
+  if (device.info.state === state) return;
+  const info: DeviceFile = { ...device.info, state };
+  writePrivate(join(device.dir, FILES.info), `${JSON.stringify(info, null, 2)}\n`, 0o600);
+}
+
 /** The HTTP client of the device: the server's own CA when its certificate is not public. */
 export function deviceDispatcher(serverCaFile: string | undefined): Dispatcher | undefined {
   if (serverCaFile === undefined) return undefined;

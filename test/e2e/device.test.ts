@@ -282,6 +282,11 @@ describe('device trust end to end', () => {
       assert.equal(badlySigned.status, 401);
       assert.equal(((await badlySigned.json()) as { error: string }).error, 'ERR_DEVICE_REPORT_INVALID');
 
+      // The agent keeps the state the server answers with, for `vigil device status`.
+      assert.equal((await agentOnce(deviceDir, dir)).code, 0);
+      const status = await runCli(['device', 'status', '--dir', deviceDir, '--json']);
+      assert.equal(JSON.parse(status.stdout).state, 'managed');
+
       // 6. Revoking the device refuses its certificate from the next request on.
       const revoke = await runCli(['device', 'revoke', deviceId, '--reason', 'lost', ...adminFlags]);
       assert.equal(revoke.code, 0, revoke.stderr);
