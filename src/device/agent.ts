@@ -1,6 +1,5 @@
 import type { Dispatcher } from 'undici';
 import { createCertificateRequest } from '../ca/index.ts';
-import { VigilError } from '../errors.ts';
 import { type Clock, systemClock } from '../internal/clock.ts';
 import {
   deviceDispatcher,
@@ -8,6 +7,7 @@ import {
   loadDevice,
   parseIssued,
   postToServer,
+  refusedBy,
   saveIssued,
   saveState,
 } from './client.ts';
@@ -90,7 +90,7 @@ export async function runAgentOnce(options: AgentOptions): Promise<AgentRun> {
       contentType: 'application/jose',
       dispatcher,
     });
-    if (answer.status !== 202) throw refused(device, answer);
+    if (answer.status !== 202) throw refusedBy(device.info.server, answer.status, answer.body);
     const state = String(answer.body.state);
     saveState(device, state);
     return { posture, state, renewed };
@@ -117,20 +117,7 @@ async function renew(
     contentType: 'application/jose',
     dispatcher,
   });
-  if (answer.status !== 200) throw refused(device, answer);
+  if (answer.status !== 200) throw refusedBy(device.info.server, answer.status, answer.body);
   saveIssued(device.dir, device.info.server, parseIssued(answer.body), device.info.server_ca_file);
   return loadDevice(device.dir);
-}
-
-function refused(
-  device: EnrolledDevice,
-  answer: { status: number; body: Record<string, unknown> },
-): VigilError {
-  const detail = typeof answer.body.message === 'string' ? answer.body.message : String(answer.body.error);
-  if (answer.body.error === 'ERR_DEVICE_REVOKED')
-    return new VigilError('ERR_DEVICE_REVOKED', `device ${device.info.device_id} is revoked: ${detail}`);
-  return new VigilError(
-    'ERR_DEVICE_ENROLL_FAILED',
-    `${device.info.server} refused (${answer.status}): ${detail}`,
-  );
 }

@@ -169,8 +169,11 @@ export async function postToServer(
   return { status: response.status, body: parsed as Record<string, unknown> };
 }
 
-function refusedBy(server: string, status: number, body: Record<string, unknown>): VigilError {
+/** What the server's refusal means for the device: revoked, or a failure with its message. */
+export function refusedBy(server: string, status: number, body: Record<string, unknown>): VigilError {
   const detail = typeof body.message === 'string' ? body.message : String(body.error ?? 'refused');
+  if (body.error === 'ERR_DEVICE_REVOKED')
+    return new VigilError('ERR_DEVICE_REVOKED', `this device is revoked (${server}): ${detail}`);
   const hint = status === 404 ? ' (does the server have ca configured?)' : '';
   return failed(`${server} refused (${status}): ${detail}${hint}`);
 }

@@ -180,7 +180,17 @@ export async function startServer(
   // Device trust stands on the CA: certificates are the device's identity.
   let devices: { registry: DeviceRegistry; inventory: DeviceInventory; binding: DeviceBinding } | undefined;
   if (ca) {
-    const inventory = await DeviceInventory.open(store, { logger });
+    let inventory: DeviceInventory;
+    try {
+      inventory = await DeviceInventory.open(store, { logger });
+    } catch (error) {
+      ca.close();
+      await audit.close();
+      await identity.close();
+      policies.close();
+      await store.close();
+      throw error;
+    }
     const registry = new DeviceRegistry({
       store,
       ca,
