@@ -65,7 +65,13 @@ class Connection {
     socket.on('data', (chunk: Buffer) => this.#read(chunk));
     socket.on('close', () => {
       if (socket !== this.#socket || finishedAll) return;
-      process.stderr.write(`open loop: ${url} closed a connection unasked\n`);
+      // An idle keep-alive connection may be closed by the server (its keep-alive
+      // timeout); like a browser, open another. One closed mid-request is a failure.
+      if (this.idle) {
+        this.#socket = this.#open();
+        return;
+      }
+      process.stderr.write(`open loop: ${url} closed a connection with a request in flight\n`);
       process.exit(1);
     });
     socket.on('error', () => {});

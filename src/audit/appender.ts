@@ -1,79 +1,133 @@
 import { Worker } from 'node:worker_threads';
 import type { Store } from '../store/index.ts';
-import { type AppendOptions, appendBatch } from './append.ts';
-import type { PreparedEvent } from './chain.ts';
+import { appendBatch } from './append.ts';
+import { recordFromRow } from './chain.ts';
 import type { CheckpointSigner } from './checkpoint.ts';
+import type { Detector, DetectorSpec } from './detect.ts';
+import { BatchPreparer, type InvalidEvent, type PreparedBatch } from './prepare.ts';
+import { type QueuedEvents, sendableQueue } from './queue.ts';
+import type { SinkEntry } from './sink.ts';
 
 /** What a committed batch became in the chain. */
 export interface AppendSummary {
   /** Seq of the batch's first event; its events follow without gaps. */
   firstSeq: number;
   lastSeq: number;
-  /** Each event's chain hash, in batch order; only when asked for (sinks need them). */
-  hashes?: string[];
+  /** Events appended, the alerts detectors raised included. */
+  appended: number;
+  /** Alerts in the batch, by detector name. */
+  alerts: Record<string, number>;
+  /** Enqueued events that could not be encoded; each is an `audit-writer` alert in the chain. */
+  invalid: InvalidEvent[];
+  /** Every event as stored, with its chain hash; only when asked for (sinks need them). */
+  entries?: SinkEntry[];
   checkpoint?: { seq: number; hash: string };
 }
 
 export interface AppendRequest {
-  events: readonly PreparedEvent[];
+  /**
+   * Names the batch: a write that failed is retried with the same id and the same
+   * events, which are then not run through the detectors again.
+   */
+  id: number;
+  queued: QueuedEvents;
   checkpointEvery: number;
   now: number;
-  /** Return every event's hash, not only the last. */
-  hashes: boolean;
+  /** Return every event as stored (`entries`), for sinks. */
+  entries: boolean;
 }
 
-/** Commits prepared batches to the chain; one batch at a time. */
+/** Detects, encodes and commits batches to the chain; one batch at a time. */
 export interface Appender {
   append(request: AppendRequest): Promise<AppendSummary>;
   close(): Promise<void>;
 }
 
-/** Writes from the calling thread through the store's own connection (PostgreSQL, `:memory:`). */
-export function inThreadAppender(store: Store, signer: CheckpointSigner | undefined): Appender {
-  return {
-    async append(request) {
-      const options: AppendOptions = {
-        checkpointEvery: request.checkpointEvery,
-        now: request.now,
-        ...(signer ? { signer } : {}),
-      };
-      const { rows, checkpoint } = await appendBatch(store, request.events, options);
-      return summarize(rows, request.hashes, checkpoint);
+/**
+ * Prepares and commits batches on one store, keeping a prepared batch until it is
+ * committed, so that a retried write links the same events with the same ids. Runs in
+ * the calling thread (PostgreSQL, `:memory:`) or in the writer's worker thread.
+ */
+export class ChainAppender {
+  readonly #store: Store;
+  readonly #signer: CheckpointSigner | undefined;
+  readonly #preparer: BatchPreparer;
+  readonly #yieldEvery: number | undefined;
+  #prepared: { id: number; batch: PreparedBatch } | undefined;
+
+  constructor(
+    store: Store,
+    options: {
+      signer: CheckpointSigner | undefined;
+      detectors: readonly Detector[];
+      dedupeMs: number | undefined;
+      now: () => number;
+      /** Give the event loop back every so many events while preparing. */
+      yieldEvery?: number;
     },
-    close: async () => {},
-  };
+  ) {
+    this.#store = store;
+    this.#signer = options.signer;
+    this.#yieldEvery = options.yieldEvery;
+    this.#preparer = new BatchPreparer(options.detectors, { dedupeMs: options.dedupeMs, now: options.now });
+  }
+
+  async append(request: AppendRequest): Promise<AppendSummary> {
+    let prepared = this.#prepared?.id === request.id ? this.#prepared.batch : undefined;
+    if (prepared === undefined) {
+      prepared = await this.#preparer.prepare(request.queued, this.#yieldEvery);
+      this.#prepared = { id: request.id, batch: prepared };
+    }
+    const { rows, checkpoint } = await appendBatch(this.#store, prepared.events, {
+      checkpointEvery: request.checkpointEvery,
+      now: request.now,
+      ...(this.#signer ? { signer: this.#signer } : {}),
+    });
+    this.#prepared = undefined;
+    const summary: AppendSummary = {
+      firstSeq: rows[0]?.seq ?? 0,
+      lastSeq: rows.at(-1)?.seq ?? 0,
+      appended: rows.length,
+      alerts: prepared.alerts,
+      invalid: prepared.invalid,
+    };
+    if (request.entries)
+      summary.entries = rows.map((row) => ({ record: recordFromRow(row), hash: row.hash }));
+    if (checkpoint) summary.checkpoint = checkpoint;
+    return summary;
+  }
 }
 
-export function summarize(
-  rows: readonly { seq: number; hash: string }[],
-  hashes: boolean,
-  checkpoint: AppendSummary['checkpoint'],
-): AppendSummary {
-  const first = rows[0]?.seq ?? 0;
-  const summary: AppendSummary = { firstSeq: first, lastSeq: rows.at(-1)?.seq ?? 0 };
-  if (hashes) summary.hashes = rows.map((row) => row.hash);
-  if (checkpoint) summary.checkpoint = checkpoint;
-  return summary;
+/** Events prepared per turn of the event loop when the appender shares it with requests. */
+const IN_THREAD_YIELD_EVERY = 128;
+
+/** Prepares and writes from the calling thread through the store's own connection (PostgreSQL, `:memory:`). */
+export function inThreadAppender(
+  store: Store,
+  options: {
+    signer: CheckpointSigner | undefined;
+    detectors: readonly Detector[];
+    dedupeMs?: number;
+    now: () => number;
+  },
+): Appender {
+  const appender = new ChainAppender(store, {
+    ...options,
+    dedupeMs: options.dedupeMs,
+    yieldEvery: IN_THREAD_YIELD_EVERY,
+  });
+  return { append: (request) => appender.append(request), close: async () => {} };
 }
 
 /** Messages between the writer and its worker (src/audit/append-worker.ts). */
 export interface WorkerInit {
   file: string;
   signer: CheckpointSigner | undefined;
+  detectors: DetectorSpec[];
+  dedupeMs: number | undefined;
 }
 
-/** A batch as columns: a structured clone of four arrays is far cheaper than of one object per event. */
-export interface WorkerBatch {
-  type: 'append';
-  id: number;
-  ids: string[];
-  times: number[];
-  kinds: PreparedEvent['kind'][];
-  data: string[];
-  checkpointEvery: number;
-  now: number;
-  hashes: boolean;
-}
+export type WorkerBatch = AppendRequest & { type: 'append' };
 
 export type WorkerReply =
   | { id: number; ok: true; summary: AppendSummary }
@@ -95,9 +149,11 @@ const WORKER_URL = new URL(
  * the writer, which keeps them) and the next batch starts a new one. The worker keeps the
  * process alive only while a batch is in flight, like the writer's unref'd timer.
  */
-export function workerAppender(file: string, signer: CheckpointSigner | undefined): Appender {
+export function workerAppender(
+  file: string,
+  options: { signer: CheckpointSigner | undefined; detectors: readonly DetectorSpec[]; dedupeMs?: number },
+): Appender {
   let worker: Worker | undefined;
-  let nextId = 0;
   const pending = new Map<
     number,
     { resolve: (summary: AppendSummary) => void; reject: (error: Error) => void }
@@ -108,7 +164,12 @@ export function workerAppender(file: string, signer: CheckpointSigner | undefine
     pending.clear();
   };
   const start = (): Worker => {
-    const init: WorkerInit = { file, signer };
+    const init: WorkerInit = {
+      file,
+      signer: options.signer,
+      detectors: [...options.detectors],
+      dedupeMs: options.dedupeMs,
+    };
     // The worker inherits the process's flags (a profiler, say), except one about how the
     // main entry was given, which a worker refuses (`node --input-type=module -e …`).
     const inherited = process.execArgv.some((flag) => flag.startsWith('--input-type'))
@@ -138,29 +199,19 @@ export function workerAppender(file: string, signer: CheckpointSigner | undefine
   return {
     append(request) {
       worker ??= start();
-      const id = ++nextId;
-      const size = request.events.length;
-      const batch: WorkerBatch = {
-        type: 'append',
-        id,
-        ids: new Array(size),
-        times: new Array(size),
-        kinds: new Array(size),
-        data: new Array(size),
-        checkpointEvery: request.checkpointEvery,
-        now: request.now,
-        hashes: request.hashes,
-      };
-      for (let index = 0; index < size; index++) {
-        const event = request.events[index] as PreparedEvent;
-        batch.ids[index] = event.id;
-        batch.times[index] = event.time;
-        batch.kinds[index] = event.kind;
-        batch.data[index] = event.dataJson;
-      }
+      const id = request.id;
       const promise = new Promise<AppendSummary>((resolve, reject) => pending.set(id, { resolve, reject }));
       worker.ref();
-      worker.postMessage(batch);
+      try {
+        worker.postMessage({ ...request, type: 'append' } satisfies WorkerBatch);
+      } catch {
+        // An event a structured clone refuses (a function in admin details, say).
+        worker.postMessage({
+          ...request,
+          queued: sendableQueue(request.queued),
+          type: 'append',
+        } satisfies WorkerBatch);
+      }
       return promise;
     },
     async close() {

@@ -1,3 +1,8 @@
+import type { AfterHoursOptions } from './detectors/after-hours.ts';
+import type { BruteForceOptions } from './detectors/brute-force.ts';
+import type { LateralMovementOptions } from './detectors/lateral-movement.ts';
+import type { NewDeviceOptions } from './detectors/new-device.ts';
+import type { TokenReplayOptions } from './detectors/token-replay.ts';
 import type { AlertEvent, AuditEvent, RiskFlag } from './events.ts';
 
 /** What a detector raises; the pipeline adds kind, time and detector name. */
@@ -17,7 +22,21 @@ export interface DetectorReport {
 export interface Detector {
   readonly name: string;
   observe(event: AuditEvent, report: DetectorReport): void;
+  /**
+   * How to build the same detector again (built-ins have one). When every detector of a
+   * log has a spec, detection runs in the writer's thread instead of the event loop's.
+   */
+  readonly spec?: DetectorSpec;
 }
+
+/** A built-in detector as data: its type and options (see detectors/specs.ts). */
+export type DetectorSpec =
+  | { type: 'after-hours'; options: AfterHoursOptions }
+  | { type: 'brute-force'; options: BruteForceOptions }
+  | { type: 'lateral-movement'; options: LateralMovementOptions }
+  | { type: 'new-device'; options: NewDeviceOptions }
+  | { type: 'posture' }
+  | { type: 'token-replay'; options: TokenReplayOptions };
 
 /** Default: one alert per (detector, key) per 15 minutes. */
 export const DEFAULT_ALERT_DEDUPE_MS = 15 * 60_000;

@@ -3,10 +3,10 @@ import { type Clock, systemClock } from '../internal/clock.ts';
 import type { Store } from '../store/index.ts';
 import { type Logger, silentLogger } from '../telemetry/index.ts';
 import { type Appender, type AppendSummary, inThreadAppender, workerAppender } from './appender.ts';
-import { eventIdSource, type PreparedEvent, prepareEvent } from './chain.ts';
 import type { CheckpointSigner } from './checkpoint.ts';
-import { DetectionPipeline, type Detector } from './detect.ts';
-import type { AuditEvent, AuditRecord } from './events.ts';
+import type { Detector, DetectorSpec } from './detect.ts';
+import type { AuditEvent, DecisionFacts } from './events.ts';
+import { emptyQueue, type QueuedEvents, queueDecision, queueEvent, takeEvents } from './queue.ts';
 import type { AuditSink, SinkEntry } from './sink.ts';
 
 export const DEFAULT_BATCH_SIZE = 2000;
@@ -17,11 +17,6 @@ export const DEFAULT_CHECKPOINT_EVERY = 10_000;
 export const DEFAULT_SINK_BACKLOG = 64;
 /** How long close() waits for sinks to drain. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
-/**
- * Events run through detectors and encoded per turn of the event loop. A batch of
- * thousands in one go would hold requests back for milliseconds; 128 take a fraction of one.
- */
-const PREPARE_SLICE = 128;
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 5000;
 
@@ -50,8 +45,9 @@ export interface AuditLogOptions {
   logger?: Logger;
   /**
    * Commit SQLite batches from a worker thread with its own connection (default true for
-   * a SQLite file), so hashing, inserts and fsync never hold the event loop. PostgreSQL
-   * and `:memory:` are always written from this thread (pg is asynchronous I/O already).
+   * a SQLite file), so that detection, encoding, hashing, inserts and fsync never hold the
+   * event loop. PostgreSQL and `:memory:` are always written from this thread (pg is
+   * asynchronous I/O already), as is a log with a detector that is not a built-in one.
    */
   worker?: boolean;
 }
@@ -86,6 +82,11 @@ export interface AuditLog {
    * is closed.
    */
   enqueue(event: AuditEvent): boolean;
+  /**
+   * Queues an enforcement point's decision, as `enqueue(decisionEvent(facts))` would, but
+   * without building the event on the request path: its fields wait as columns.
+   */
+  enqueueDecision(facts: DecisionFacts): boolean;
   /** Resolves once every event enqueued before the call is committed; rejects if a write fails. */
   flush(): Promise<void>;
   /** Flushes, stops the timer, drains sinks (bounded wait) and closes them. Does not close the store. */
@@ -96,9 +97,9 @@ export interface AuditLog {
 }
 
 interface PendingBatch {
-  events: PreparedEvent[];
-  /** The events as records are built only when a sink needs them. */
-  sources: AuditEvent[];
+  /** Kept until committed: a failed write is retried with the same id and events. */
+  id: number;
+  queued: QueuedEvents;
   /** Enqueued events this batch carries (alerts are extra). */
   inputs: number;
 }
@@ -123,9 +124,8 @@ class Writer implements AuditLog {
   readonly #appender: Appender;
   readonly #checkpointEvery: number;
   readonly #sinks: readonly AuditSink[];
-  readonly #pipeline: DetectionPipeline;
   readonly #logger: Logger;
-  readonly #nextId: () => string;
+  #batchIds = 0;
   readonly #stats: AuditLogStats = {
     queued: 0,
     accepted: 0,
@@ -140,7 +140,7 @@ class Writer implements AuditLog {
     sinkErrors: 0,
     sinkDropped: 0,
   };
-  #queue: AuditEvent[] = [];
+  #queue: QueuedEvents = emptyQueue();
   #pending: PendingBatch | undefined;
   #inflight: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -167,15 +167,27 @@ class Writer implements AuditLog {
     }
     this.#failClosed = options.onFull !== 'shed';
     const signer: CheckpointSigner | undefined = options.signer;
+    const detectors = options.detectors ?? [];
+    const specs = detectors.flatMap((detector) => (detector.spec ? [detector.spec] : []));
     this.#appender =
-      store.dialect === 'sqlite' && store.file !== undefined && options.worker !== false
-        ? workerAppender(store.file, signer)
-        : inThreadAppender(store, signer);
+      store.dialect === 'sqlite' &&
+      store.file !== undefined &&
+      options.worker !== false &&
+      specs.length === detectors.length
+        ? workerAppender(store.file, {
+            signer,
+            detectors: specs as DetectorSpec[],
+            dedupeMs: options.alertDedupeMs,
+          })
+        : inThreadAppender(store, {
+            signer,
+            detectors,
+            dedupeMs: options.alertDedupeMs,
+            now: () => this.#clock.now(),
+          });
     this.#checkpointEvery = positive('checkpointEvery', options.checkpointEvery, DEFAULT_CHECKPOINT_EVERY);
     this.#sinks = options.sinks ?? [];
-    this.#pipeline = new DetectionPipeline(options.detectors ?? [], { dedupeMs: options.alertDedupeMs });
     this.#logger = options.logger ?? silentLogger();
-    this.#nextId = eventIdSource(this.#clock.now());
     for (const sink of this.#sinks) this.#sinkTails.set(sink, { tail: Promise.resolve(), backlog: 0 });
   }
 
@@ -184,31 +196,39 @@ class Writer implements AuditLog {
   }
 
   get stats(): Readonly<AuditLogStats> {
-    return { ...this.#stats, queued: this.#queue.length, alerts: { ...this.#stats.alerts } };
+    return { ...this.#stats, queued: this.#queue.order.length, alerts: { ...this.#stats.alerts } };
   }
 
   enqueue(event: AuditEvent): boolean {
-    if (this.#closed) {
-      this.#stats.dropped++;
-      return false;
-    }
-    if (this.#queue.length >= this.#queueLimit) {
-      this.#stats.dropped++;
-      return !this.#failClosed;
-    }
-    this.#queue.push(event);
+    if (!this.#admit()) return !this.#failClosed && !this.#closed;
+    queueEvent(this.#queue, event);
+    this.#accepted();
+    return true;
+  }
+
+  enqueueDecision(facts: DecisionFacts): boolean {
+    if (!this.#admit()) return !this.#failClosed && !this.#closed;
+    queueDecision(this.#queue, facts);
+    this.#accepted();
+    return true;
+  }
+
+  /** False (and counted as dropped) when the log is closed or the queue is full. */
+  #admit(): boolean {
+    if (!this.#closed && this.#queue.order.length < this.#queueLimit) return true;
+    this.#stats.dropped++;
+    return false;
+  }
+
+  #accepted(): void {
     this.#stats.accepted++;
+    const queued = this.#queue.order.length;
     // At most one timer call per batch: the hot path must not churn timers.
     if (this.#timer === undefined) {
-      this.#schedule(this.#queue.length >= this.#batchSize ? 0 : this.#flushIntervalMs);
-    } else if (
-      this.#queue.length === this.#batchSize &&
-      !this.#timerImmediate &&
-      this.#inflight === undefined
-    ) {
+      this.#schedule(queued >= this.#batchSize ? 0 : this.#flushIntervalMs);
+    } else if (queued === this.#batchSize && !this.#timerImmediate && this.#inflight === undefined) {
       this.#schedule(0);
     }
-    return true;
   }
 
   async flush(): Promise<void> {
@@ -248,8 +268,9 @@ class Writer implements AuditLog {
       this.#writeOne().then(
         () => {
           this.#retryDelay = RETRY_MIN_MS;
-          if (this.#queue.length > 0 || this.#pending) {
-            this.#schedule(this.#queue.length >= this.#batchSize ? 0 : this.#flushIntervalMs);
+          const queued = this.#queue.order.length;
+          if (queued > 0 || this.#pending) {
+            this.#schedule(queued >= this.#batchSize ? 0 : this.#flushIntervalMs);
           }
         },
         (error: unknown) => {
@@ -274,99 +295,48 @@ class Writer implements AuditLog {
 
   async #writeBatch(): Promise<void> {
     if (!this.#pending) {
-      if (this.#queue.length === 0) return;
-      const taken =
-        this.#queue.length <= this.#batchSize ? this.#queue : this.#queue.slice(0, this.#batchSize);
-      this.#queue = taken === this.#queue ? [] : this.#queue.slice(this.#batchSize);
-      this.#pending = await this.#prepare(taken);
+      if (this.#queue.order.length === 0) return;
+      const queued = takeEvents(this.#queue, this.#batchSize);
+      this.#pending = { id: ++this.#batchIds, queued, inputs: queued.order.length };
     }
     const batch = this.#pending;
     let result: AppendSummary;
     try {
       result = await this.#appender.append({
-        events: batch.events,
+        id: batch.id,
+        queued: batch.queued,
         checkpointEvery: this.#checkpointEvery,
         now: this.#clock.now(),
-        hashes: this.#sinks.length > 0,
+        entries: this.#sinks.length > 0,
       });
     } catch (error) {
       this.#stats.writeErrors++;
-      throw new VigilError(
-        'ERR_AUDIT_WRITE_FAILED',
-        `audit batch of ${batch.events.length} events not written`,
-        {
-          status: 503,
-          publicMessage: 'service unavailable',
-          cause: error,
-        },
-      );
+      throw new VigilError('ERR_AUDIT_WRITE_FAILED', `audit batch of ${batch.inputs} events not written`, {
+        status: 503,
+        publicMessage: 'service unavailable',
+        cause: error,
+      });
     }
     // The batch is durable: only now does it count, and only now do sinks see it.
     this.#pending = undefined;
     this.#done += batch.inputs;
     this.#stats.batches++;
-    this.#stats.appended += batch.events.length;
+    this.#stats.appended += result.appended;
     if (result.checkpoint) this.#stats.checkpoints++;
-    if (batch.events.length > 0) this.#stats.lastSeq = result.lastSeq;
-    for (const source of batch.sources) {
-      if (source.kind === 'alert')
-        this.#stats.alerts[source.detector] = (this.#stats.alerts[source.detector] ?? 0) + 1;
+    if (result.appended > 0) this.#stats.lastSeq = result.lastSeq;
+    for (const [detector, count] of Object.entries(result.alerts))
+      this.#stats.alerts[detector] = (this.#stats.alerts[detector] ?? 0) + count;
+    for (const invalid of result.invalid) {
+      this.#stats.invalid++;
+      this.#logger.error(
+        { err: { message: invalid.message }, kind: invalid.kind },
+        'audit event cannot be encoded; recorded as an alert',
+      );
     }
-    const hashes = result.hashes;
-    if (this.#sinks.length > 0 && hashes !== undefined && hashes.length > 0) {
-      const entries: SinkEntry[] = hashes.map((hash, index) => ({
-        record: {
-          ...(batch.sources[index] as AuditEvent),
-          seq: result.firstSeq + index,
-          id: (batch.events[index] as PreparedEvent).id,
-        } as AuditRecord,
-        hash,
-      }));
+    const entries = result.entries;
+    if (this.#sinks.length > 0 && entries !== undefined && entries.length > 0) {
       for (const sink of this.#sinks) this.#deliver(sink, entries);
     }
-  }
-
-  /**
-   * Runs detectors and encodes each event; off the request path, once per event even if
-   * the write is retried, in slices so that requests are served in between.
-   */
-  async #prepare(taken: readonly AuditEvent[]): Promise<PendingBatch> {
-    const events: PreparedEvent[] = [];
-    const sources: AuditEvent[] = [];
-    const add = (event: AuditEvent) => {
-      events.push(prepareEvent(event, this.#nextId()));
-      sources.push(event);
-    };
-    for (let index = 0; index < taken.length; index++) {
-      if (index > 0 && index % PREPARE_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
-      const original = taken[index] as AuditEvent;
-      try {
-        const { event, alerts } = this.#pipeline.process(original);
-        add(event);
-        for (const alert of alerts) add(alert);
-      } catch (error) {
-        // A caller bug must not leave a hole where a decision should be: the chain gets
-        // an alert in the event's place, carrying what can safely be said about it.
-        this.#stats.invalid++;
-        this.#logger.error(
-          { err: error, kind: original?.kind },
-          'audit event cannot be encoded; recorded as an alert',
-        );
-        const requestId = (original as { requestId?: unknown } | undefined)?.requestId;
-        add({
-          kind: 'alert',
-          time:
-            Number.isSafeInteger(original?.time) && original.time >= 0 ? original.time : this.#clock.now(),
-          detector: 'audit-writer',
-          key: 'unencodable-event',
-          severity: 'medium',
-          summary: `a ${String(original?.kind).slice(0, 32)} event could not be encoded: ${(error as Error).message.slice(0, 200)}`,
-          risk: [],
-          ...(typeof requestId === 'string' && requestId.length <= 512 ? { evidence: [requestId] } : {}),
-        });
-      }
-    }
-    return { events, sources, inputs: taken.length };
   }
 
   #deliver(sink: AuditSink, entries: readonly SinkEntry[]): void {

@@ -6,7 +6,6 @@ import {
   auditApiRoutes,
   bruteForceDetector,
   createAuditLog,
-  decisionEvent,
   lateralMovementDetector,
   newDeviceDetector,
   postureDetector,
@@ -128,7 +127,7 @@ export function startAudit(
   return {
     log,
     routes: auditApiRoutes(log),
-    record: (entry) => log.enqueue(decisionEvent(entry)),
+    record: (entry) => log.enqueueDecision(entry),
     admin: (action, target, details) => admin(action, target, details),
     close: () => {
       unsubscribe();

@@ -70,6 +70,7 @@ export function afterHoursDetector(options: AfterHoursOptions): Detector {
   };
   return {
     name: 'after-hours',
+    spec: { type: 'after-hours', options: { ...options } },
     observe(event, report) {
       if (event.kind !== 'decision' || event.user === null || !outside(event.time)) return;
       report.flag('after-hours');

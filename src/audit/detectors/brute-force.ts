@@ -25,6 +25,7 @@ export function bruteForceDetector(options: BruteForceOptions = {}): Detector {
   const recent = new Map<string, { times: number[]; requests: string[] }>();
   return {
     name: 'brute-force',
+    spec: { type: 'brute-force', options: { ...options } },
     observe(event, report) {
       if (event.kind !== 'decision' || event.decision !== 'deny' || event.sourceIp === '') return;
       let entry = recent.get(event.sourceIp);

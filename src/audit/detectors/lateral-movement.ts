@@ -50,6 +50,7 @@ export function lateralMovementDetector(options: LateralMovementOptions = {}): D
   };
   return {
     name: 'lateral-movement',
+    spec: { type: 'lateral-movement', options: { ...options } },
     observe(event, report) {
       if (event.kind !== 'decision' || event.route === null) return;
       const identity = event.user ?? (event.session ? `session:${event.session}` : `ip:${event.sourceIp}`);

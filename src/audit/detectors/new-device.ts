@@ -42,6 +42,7 @@ export function newDeviceDetector(options: NewDeviceOptions = {}): Detector {
   }
   return {
     name: 'new-device',
+    spec: { type: 'new-device', options: { ...options } },
     observe(event, report) {
       if (event.kind !== 'decision' || event.user === null || event.device === null) return;
       const known = devices.get(event.user);

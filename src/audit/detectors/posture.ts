@@ -8,6 +8,7 @@ import type { Detector } from '../detect.ts';
 export function postureDetector(): Detector {
   return {
     name: 'posture',
+    spec: { type: 'posture' },
     observe(event, report) {
       if (event.kind !== 'decision') return;
       const failed = event.reasons.includes('device-posture-failed');

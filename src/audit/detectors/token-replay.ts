@@ -22,6 +22,7 @@ export function tokenReplayDetector(options: TokenReplayOptions = {}): Detector 
   const sessions = new Map<string, Map<string, number>>();
   return {
     name: 'token-replay',
+    spec: { type: 'token-replay', options: { ...options } },
     observe(event, report) {
       if (event.kind !== 'decision' || event.session === null || event.sourceIp === '') return;
       let addresses = sessions.get(event.session);

@@ -1,0 +1,76 @@
+import { eventIdSource, type PreparedEvent, prepareEvent } from './chain.ts';
+import { DetectionPipeline, type Detector } from './detect.ts';
+import type { AuditEvent } from './events.ts';
+import { type QueuedEvents, queuedEvents, UNSENDABLE } from './queue.ts';
+
+/** An enqueued event that could not be encoded (a caller bug), recorded as an alert instead. */
+export interface InvalidEvent {
+  kind: string;
+  message: string;
+}
+
+/** A batch ready to link: encoded events (alerts included) and what detection found. */
+export interface PreparedBatch {
+  events: PreparedEvent[];
+  /** Alerts raised, by detector name. */
+  alerts: Record<string, number>;
+  invalid: InvalidEvent[];
+}
+
+/**
+ * Runs detectors over queued events and encodes each one, in the thread that appends
+ * them: the writer's worker thread for a SQLite file, the event loop otherwise. Holds the
+ * detectors' windows, so one preparer sees every event of a log once, in order.
+ */
+export class BatchPreparer {
+  readonly #pipeline: DetectionPipeline;
+  readonly #nextId: () => string;
+  readonly #now: () => number;
+
+  constructor(detectors: readonly Detector[], options: { dedupeMs?: number; now: () => number }) {
+    this.#pipeline = new DetectionPipeline(detectors, { dedupeMs: options.dedupeMs });
+    this.#now = options.now;
+    this.#nextId = eventIdSource(options.now());
+  }
+
+  /**
+   * `yieldEvery`: on the event loop, hand it back after so many events, so that a batch
+   * of thousands does not hold requests back for milliseconds.
+   */
+  async prepare(queued: QueuedEvents, yieldEvery = Number.POSITIVE_INFINITY): Promise<PreparedBatch> {
+    const taken = queuedEvents(queued);
+    const batch: PreparedBatch = { events: [], alerts: {}, invalid: [] };
+    const add = (event: AuditEvent) => {
+      batch.events.push(prepareEvent(event, this.#nextId()));
+      if (event.kind === 'alert') batch.alerts[event.detector] = (batch.alerts[event.detector] ?? 0) + 1;
+    };
+    for (let index = 0; index < taken.length; index++) {
+      if (index > 0 && index % yieldEvery === 0) await new Promise((resolve) => setImmediate(resolve));
+      const original = taken[index] as AuditEvent;
+      try {
+        const unsendable = (original as { [UNSENDABLE]?: unknown })[UNSENDABLE];
+        if (unsendable !== undefined) throw new TypeError(String(unsendable));
+        const { event, alerts } = this.#pipeline.process(original);
+        add(event);
+        for (const alert of alerts) add(alert);
+      } catch (error) {
+        // A caller bug must not leave a hole where a decision should be: the chain gets
+        // an alert in the event's place, carrying what can safely be said about it.
+        const message = (error as Error).message;
+        batch.invalid.push({ kind: String(original?.kind).slice(0, 32), message });
+        const requestId = (original as { requestId?: unknown } | undefined)?.requestId;
+        add({
+          kind: 'alert',
+          time: Number.isSafeInteger(original?.time) && original.time >= 0 ? original.time : this.#now(),
+          detector: 'audit-writer',
+          key: 'unencodable-event',
+          severity: 'medium',
+          summary: `a ${String(original?.kind).slice(0, 32)} event could not be encoded: ${message.slice(0, 200)}`,
+          risk: [],
+          ...(typeof requestId === 'string' && requestId.length <= 512 ? { evidence: [requestId] } : {}),
+        });
+      }
+    }
+    return batch;
+  }
+}
