@@ -1,7 +1,7 @@
 // Child processes for bench/proxy.ts: the upstream and the bare pass-through baseline.
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Pool } from 'undici';
+import { type Dispatcher, Pool } from 'undici';
 
 const [role, target] = process.argv.slice(2);
 // Exit normally on the bench's SIGTERM, so that --cpu-prof writes its profile.
@@ -15,24 +15,42 @@ if (role === 'upstream') {
   });
   server.listen(0, '127.0.0.1', () => process.stdout.write(`${(server.address() as AddressInfo).port}\n`));
 } else if (role === 'passthrough' && target) {
-  // The fastest plain Node proxy we know how to write: no auth, keep-alive pool.
+  // The fastest plain Node proxy we know how to write: no auth, keep-alive pool, undici's
+  // dispatch with a handler writing straight to the response (no response stream, pipe
+  // or promise per request; measured about 20% faster than pool.request + pipe here).
+  // Vigil forwards the same way, so the two differ by what Vigil adds, not by plumbing.
   const pool = new Pool(target, { connections: 64, pipelining: 1 });
   const server = createServer({ keepAliveTimeout: 60_000 }, (request, response) => {
-    pool
-      .request({
-        path: request.url ?? '/',
-        method: (request.method ?? 'GET') as 'GET',
-        headers: { host: 'upstream' },
-      })
-      .then(async (upstream) => {
-        response.writeHead(upstream.statusCode, upstream.headers as Record<string, string>);
-        upstream.body.on('error', () => response.destroy());
-        upstream.body.pipe(response);
-      })
-      .catch(() => {
-        response.statusCode = 502;
+    let resume: () => void = () => {};
+    const handler: Dispatcher.DispatchHandler = {
+      onConnect() {},
+      onHeaders(status, raw, resumeUpstream) {
+        resume = resumeUpstream;
+        const headers: string[] = [];
+        for (let index = 0; index < raw.length; index += 2)
+          headers.push(String(raw[index]), String(raw[index + 1]));
+        response.writeHead(status, headers);
+        return true;
+      },
+      onData(chunk) {
+        if (response.write(chunk)) return true;
+        response.once('drain', resume);
+        return false;
+      },
+      onComplete() {
         response.end();
-      });
+      },
+      onError() {
+        if (!response.headersSent) {
+          response.statusCode = 502;
+          response.end();
+        } else response.destroy();
+      },
+    };
+    pool.dispatch(
+      { path: request.url ?? '/', method: request.method ?? 'GET', headers: { host: 'upstream' } },
+      handler,
+    );
   });
   server.listen(0, '127.0.0.1', () => process.stdout.write(`${(server.address() as AddressInfo).port}\n`));
 } else {

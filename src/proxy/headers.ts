@@ -49,16 +49,26 @@ export function upstreamHeaders(
   return out;
 }
 
-/** Response headers for the client: the upstream's, less hop-by-hop ones. */
-export function downstreamHeaders(
-  incoming: Record<string, string | string[] | undefined>,
-): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  const connectionListed = connectionTokens(incoming.connection);
-  for (const name in incoming) {
-    const value = incoming[name];
-    if (value === undefined || HOP_BY_HOP.has(name) || connectionListed?.has(name)) continue;
-    out[name] = value;
+/**
+ * Response headers for the client from the upstream's raw header list (name, value, …):
+ * the same less hop-by-hop ones, as a flat list for `writeHead`, repeated headers kept.
+ */
+export function downstreamRawHeaders(raw: readonly Buffer[]): string[] {
+  const out: string[] = [];
+  let connection: string | undefined;
+  for (let index = 0; index < raw.length; index += 2) {
+    const name = (raw[index] as Buffer).toString('latin1');
+    if (name.length === 10 && name.toLowerCase() === 'connection') {
+      const value = (raw[index + 1] as Buffer).toString('latin1');
+      connection = connection === undefined ? value : `${connection},${value}`;
+    }
+  }
+  const connectionListed = connectionTokens(connection);
+  for (let index = 0; index < raw.length; index += 2) {
+    const name = (raw[index] as Buffer).toString('latin1');
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || connectionListed?.has(lower)) continue;
+    out.push(name, (raw[index + 1] as Buffer).toString('latin1'));
   }
   return out;
 }

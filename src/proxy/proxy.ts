@@ -15,7 +15,7 @@ import {
 } from '../policy/index.ts';
 import type { AssertionSigner } from './assertion.ts';
 import { sendDenied, sendError, sendUnauthenticated, wantsHtml } from './deny.ts';
-import { downstreamHeaders, upstreamHeaders } from './headers.ts';
+import { downstreamRawHeaders, upstreamHeaders } from './headers.ts';
 import type { AccessLimiter } from './limits.ts';
 import { type NormalizedTarget, normalizeTarget } from './path.ts';
 import type { Upstream, UpstreamGroup } from './upstreams.ts';
@@ -192,7 +192,7 @@ export class AccessProxy {
     }
     const preparing = this.#upstreamHeaders(request, verdict, requestId);
     const headers = preparing instanceof Promise ? await preparing : preparing;
-    await this.#forward(request, response, group, `${target.path}${target.search}`, headers, requestId);
+    this.#forward(request, response, group, `${target.path}${target.search}`, headers, requestId);
   }
 
   /**
@@ -384,41 +384,53 @@ export class AccessProxy {
     return sockets.size;
   }
 
-  async #forward(
+  /**
+   * Sends an allowed request upstream and streams the answer back. undici's dispatch with
+   * a handler writing straight to the response: no promise, response stream or pipe per
+   * request, with backpressure both ways.
+   */
+  #forward(
     request: IncomingMessage,
     response: ServerResponse,
     group: UpstreamGroup,
     path: string,
     headers: Record<string, string | string[]>,
     requestId: string,
-  ): Promise<void> {
+  ): void {
     const upstream: Upstream = group.pick();
     const hasBody =
       request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined;
-    let upstreamResponse: Dispatcher.ResponseData;
-    try {
-      upstreamResponse = await upstream.pool.request({
+    upstream.pool.dispatch(
+      {
         path: `${upstream.basePath}${path}`,
-        method: (request.method ?? 'GET') as 'GET',
+        method: (request.method ?? 'GET') as Dispatcher.HttpMethod,
         headers,
         body: hasBody ? Readable.from(limitBody(request, this.#maxBody)) : null,
-      });
-    } catch (error) {
-      const code = (error as { code?: string }).code;
-      if (code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ENOTFOUND')
-        group.markDown(upstream);
-      if (code === 'VIGIL_BODY_TOO_LARGE' || (error as Error).message === 'body-too-large') {
-        sendError(response, 413, 'body-too-large', requestId);
-        return;
-      }
-      this.#options.onError?.(error, requestId);
-      sendError(response, code === 'UND_ERR_HEADERS_TIMEOUT' ? 504 : 502, 'upstream-unavailable', requestId);
+      },
+      new RelayHandler(response, (error) =>
+        this.#upstreamFailed(error, response, group, upstream, requestId),
+      ),
+    );
+  }
+
+  /** An upstream request that failed before its response started. */
+  #upstreamFailed(
+    error: Error,
+    response: ServerResponse,
+    group: UpstreamGroup,
+    upstream: Upstream,
+    requestId: string,
+  ): void {
+    const code = (error as { code?: string }).code;
+    if (code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ENOTFOUND')
+      group.markDown(upstream);
+    if (code === 'VIGIL_BODY_TOO_LARGE' || error.message === 'body-too-large') {
+      sendError(response, 413, 'body-too-large', requestId);
       return;
     }
-    response.writeHead(upstreamResponse.statusCode, downstreamHeaders(upstreamResponse.headers));
-    // pipe, not stream.pipeline: pipeline aborts an internal AbortController on every
-    // completion, which costs a DOMException per request on this hot path.
-    relay(upstreamResponse.body, response);
+    if (response.destroyed) return;
+    this.#options.onError?.(error, requestId);
+    sendError(response, code === 'UND_ERR_HEADERS_TIMEOUT' ? 504 : 502, 'upstream-unavailable', requestId);
   }
 
   #refuse(
@@ -668,13 +680,59 @@ export class AccessProxy {
   }
 }
 
-/** Streams an upstream body to the client; either side failing ends both. */
-function relay(body: Readable, response: ServerResponse): void {
-  body.on('error', () => response.destroy());
-  response.on('close', () => {
-    if (!body.readableEnded) body.destroy();
-  });
-  body.pipe(response);
+/**
+ * Writes one upstream response to the client as undici delivers it. The upstream is
+ * paused while the client's socket is full and aborted when the client goes away; an
+ * upstream failing mid-body ends the client's response (it cannot be answered anymore).
+ */
+class RelayHandler implements Dispatcher.DispatchHandler {
+  readonly #response: ServerResponse;
+  readonly #failedBeforeResponse: (error: Error) => void;
+  #abort: ((reason?: Error) => void) | undefined;
+  #resume: (() => void) | undefined;
+  #done = false;
+
+  constructor(response: ServerResponse, failedBeforeResponse: (error: Error) => void) {
+    this.#response = response;
+    this.#failedBeforeResponse = failedBeforeResponse;
+    response.once('close', this.#onClientClose);
+  }
+
+  readonly #onClientClose = (): void => {
+    if (!this.#done) this.#abort?.(new Error('client closed the connection'));
+  };
+
+  readonly #onDrain = (): void => this.#resume?.();
+
+  onConnect(abort: (reason?: Error) => void): void {
+    this.#abort = abort;
+    if (this.#response.destroyed) abort(new Error('client closed the connection'));
+  }
+
+  onHeaders(statusCode: number, headers: Buffer[], resume: () => void): boolean {
+    if (statusCode < 200) return true;
+    this.#resume = resume;
+    this.#response.writeHead(statusCode, downstreamRawHeaders(headers));
+    return true;
+  }
+
+  /** False pauses the upstream until the client's socket drains. */
+  onData(chunk: Buffer): boolean {
+    if (this.#response.write(chunk)) return true;
+    this.#response.once('drain', this.#onDrain);
+    return false;
+  }
+
+  onComplete(): void {
+    this.#done = true;
+    this.#response.end();
+  }
+
+  onError(error: Error): void {
+    this.#done = true;
+    if (!this.#response.headersSent) this.#failedBeforeResponse(error);
+    else this.#response.destroy();
+  }
 }
 
 /** Host header → lower-case host without port; undefined when absent or malformed. */

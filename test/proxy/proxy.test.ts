@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { once } from 'node:events';
+import { createServer, request as httpRequest } from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
 import { describe, it } from 'node:test';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { type Seen, startEchoUpstream, startProxy } from '../support/proxy-harness.ts';
@@ -181,6 +183,146 @@ describe('proxy: allow, deny and forwarding', () => {
     const response = await raw(url, get('/', 'bob'));
     assert.equal(response.status, 502);
     assert.match(response.body, /"request_id"/);
+  });
+});
+
+/** An upstream whose handler the test writes; returns its URL. */
+async function upstreamWith(
+  handler: Parameters<typeof createServer>[1],
+): Promise<{ url: string; close: () => void }> {
+  const server = createServer(handler);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => server.close(),
+  };
+}
+
+describe('proxy: relaying the upstream response', () => {
+  it('drops hop-by-hop and Connection-listed response headers and keeps repeated ones', async () => {
+    const upstream = await upstreamWith((_request, response) => {
+      response.writeHead(200, [
+        'Set-Cookie',
+        'a=1',
+        'Set-Cookie',
+        'b=2',
+        'Connection',
+        'x-hop',
+        'X-Hop',
+        'secret',
+        'Keep-Alive',
+        'timeout=5',
+        'X-Kept',
+        'yes',
+        'Content-Length',
+        '2',
+      ]);
+      response.end('ok');
+    });
+    const { url } = await startProxy(upstream.url);
+    const response = await raw(url, get('/', 'bob'));
+    upstream.close();
+    assert.equal(response.status, 200);
+    assert.equal(response.body, 'ok');
+    assert.equal(response.all.match(/^set-cookie: /gim)?.length, 2);
+    assert.match(response.all, /^x-kept: yes\r$/im);
+    assert.doesNotMatch(response.all, /x-hop|timeout=5/i);
+  });
+
+  it('streams a large body through a slow client without holding it whole (backpressure)', async () => {
+    const chunk = Buffer.alloc(64 * 1024, 'z');
+    const chunks = 640; // 40 MiB, more than the socket buffers on the way can hold
+    let sent = 0;
+    const upstream = await upstreamWith((_request, response) => {
+      const pump = () => {
+        while (sent < chunks) {
+          sent++;
+          if (!response.write(chunk)) {
+            response.once('drain', pump);
+            return;
+          }
+        }
+        response.end();
+      };
+      pump();
+    });
+    const { url } = await startProxy(upstream.url);
+    const { port } = new URL(url);
+    let sentWhileClientWaited = 0;
+    const received = await new Promise<number>((resolve, reject) => {
+      const outgoing = httpRequest(
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/big',
+          headers: { host: 'app.test', cookie: '_vigil_session=bob' },
+        },
+        (response) => {
+          let total = 0;
+          response.pause();
+          // The client reads nothing for a while: the proxy must stop reading the upstream.
+          setTimeout(() => {
+            sentWhileClientWaited = sent;
+            response.on('data', (data: Buffer) => {
+              total += data.length;
+            });
+            response.on('end', () => resolve(total));
+            response.resume();
+          }, 500);
+        },
+      );
+      outgoing.on('error', reject);
+      outgoing.end();
+    });
+    upstream.close();
+    assert.equal(received, chunk.length * chunks);
+    assert.ok(
+      sentWhileClientWaited < chunks,
+      `the upstream was held back while the client did not read (${sentWhileClientWaited} of ${chunks} chunks sent)`,
+    );
+  });
+
+  it('aborts the upstream request when the client goes away mid-response', { timeout: 5000 }, async () => {
+    let upstreamClosed: () => void = () => {};
+    const closed = new Promise<void>((resolve) => {
+      upstreamClosed = resolve;
+    });
+    const upstream = await upstreamWith((_request, response) => {
+      response.writeHead(200, { 'content-type': 'text/plain' });
+      response.write('first part');
+      response.on('close', () => upstreamClosed());
+    });
+    const { url } = await startProxy(upstream.url);
+    const { port } = new URL(url);
+    const client = connect(Number(port), '127.0.0.1', () =>
+      client.write(get('/slow', 'bob').replace('Connection: close', 'Connection: keep-alive')),
+    );
+    await once(client, 'data');
+    client.destroy();
+    await closed;
+    upstream.close();
+  });
+
+  it('ends the client response when the upstream dies mid-body', async () => {
+    const upstream = await upstreamWith((_request, response) => {
+      response.writeHead(200, { 'content-length': '100' });
+      response.write('only part');
+      setTimeout(() => response.socket?.destroy(), 50);
+    });
+    const { url } = await startProxy(upstream.url);
+    const response = await raw(url, get('/', 'bob'));
+    upstream.close();
+    assert.equal(response.status, 200);
+    assert.ok(response.body.length < 100, 'the client did not get a complete body');
+  });
+
+  it('answers 504 when the upstream does not answer in time', async () => {
+    const upstream = await upstreamWith(() => {});
+    const { url } = await startProxy(upstream.url, { headersTimeoutMs: 200 });
+    const response = await raw(url, get('/', 'bob'));
+    upstream.close();
+    assert.equal(response.status, 504);
   });
 });
 

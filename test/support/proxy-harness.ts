@@ -96,6 +96,7 @@ export async function startProxy(
     trustedProxies?: string[];
     record?: (r: ProxyDecisionRecord) => boolean;
     limiter?: AccessLimiter;
+    headersTimeoutMs?: number;
   } = {},
 ): Promise<ProxyHarness> {
   const set = compilePolicies([parsePolicyText(TEST_POLICY, 'test-policy.yaml')], {
@@ -104,9 +105,11 @@ export async function startProxy(
       { name: 'audited', host: 'audit.test', pathPrefix: '/', policy: 'audit-only', mode: 'audit' },
     ],
   });
+  const upstreamOptions =
+    options.headersTimeoutMs !== undefined ? { headersTimeoutMs: options.headersTimeoutMs } : {};
   const upstreams = new Map([
-    ['app', new UpstreamGroup([upstreamUrl])],
-    ['audited', new UpstreamGroup([upstreamUrl])],
+    ['app', new UpstreamGroup([upstreamUrl], upstreamOptions)],
+    ['audited', new UpstreamGroup([upstreamUrl], upstreamOptions)],
   ]);
   const records: ProxyDecisionRecord[] = [];
   const server = createServer({ maxHeaderSize: 16 * 1024 });
