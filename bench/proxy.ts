@@ -70,9 +70,26 @@ function cpuByThread(pid: number): Map<string, number> {
   return byName;
 }
 
+/** CPU µs of this process's waited-for children (wrk, the open-loop client): cutime + cstime. */
+function childrenCpuMicros(): number {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[13]) + Number(fields[14])) * 1_000_000) / TICKS_PER_SECOND;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 interface CpuCost {
   /** CPU µs the proxy's processes (every thread) spent per request sent. */
   cpu_us_per_request: number;
+  /**
+   * What every process on the machine spent per request: the proxy, the upstream it
+   * loads, and the load generator. On a 2-core machine they share the cores, so a
+   * proxy that makes the upstream or the client work harder slows itself down too.
+   */
+  box_cpu_us_per_request?: { proxy: number; upstream: number; load: number };
   /** The same by thread, for Vigil: event loop, audit writer thread, the rest (GC helpers, libuv pool). */
   cpu_us_by_thread?: Record<string, number>;
 }
@@ -85,11 +102,22 @@ function withCpu<T extends { sent: number }>(
 ): T & CpuCost {
   const sum = () => pids.reduce((total, pid) => total + cpuMicros(`/proc/${pid}/stat`), 0);
   const threads = () => (byThread ? cpuByThread(pids[0] ?? 0) : new Map<string, number>());
+  const upstreamCpu = () => cpuMicros(`/proc/${upstream.pid}/stat`);
   const before = sum();
+  const upstreamBefore = upstreamCpu();
+  const loadBefore = childrenCpuMicros();
   const threadsBefore = threads();
   const result = work();
   const perRequest = (micros: number) => Math.round(micros / result.sent);
-  const cost: CpuCost = { cpu_us_per_request: perRequest(sum() - before) };
+  const proxyCpu = perRequest(sum() - before);
+  const cost: CpuCost = {
+    cpu_us_per_request: proxyCpu,
+    box_cpu_us_per_request: {
+      proxy: proxyCpu,
+      upstream: perRequest(upstreamCpu() - upstreamBefore),
+      load: perRequest(childrenCpuMicros() - loadBefore),
+    },
+  };
   if (byThread) {
     const split: Record<string, number> = { MainThread: 0, WorkerThread: 0, other: 0 };
     for (const [name, micros] of threads()) {
@@ -371,6 +399,9 @@ process.stdout.write(
     ratios: { 'node-passthrough': round(ours.rps / passthrough.rps), nginx: round(ours.rps / nginx.rps) },
     added_p99_us_vs_passthrough: round(ours.p99_us - passthrough.p99_us, 0),
     cpu_us_per_request: cpuOf(results),
+    box_cpu_us_per_request: Object.fromEntries(
+      targets.map((target) => [target.name, results[target.name]?.box_cpu_us_per_request]),
+    ),
     vigil_cpu_us_by_thread: ours.cpu_us_by_thread,
     half_load: {
       rate: halfRate,
