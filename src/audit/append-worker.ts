@@ -9,7 +9,7 @@ import { detectorFromSpec } from './detectors/specs.ts';
 
 const port = parentPort;
 if (!port) throw new Error('append-worker.ts runs as a worker thread of the audit writer');
-const { file, signer, detectors, dedupeMs } = workerData as WorkerInit;
+const { file, signer, detectors, dedupeMs, startedAt } = workerData as WorkerInit;
 
 // The schema is the server's business: this connection never migrates.
 const opened: Promise<Store> = openStore(`sqlite://${file}`, { migrate: false });
@@ -21,7 +21,7 @@ const appender: Promise<ChainAppender> = opened.then(
       signer,
       detectors: detectors.map(detectorFromSpec),
       dedupeMs,
-      now: () => Date.now(),
+      now: startedAt,
     }),
 );
 appender.catch(() => {});

@@ -61,7 +61,8 @@ export class ChainAppender {
       signer: CheckpointSigner | undefined;
       detectors: readonly Detector[];
       dedupeMs: number | undefined;
-      now: () => number;
+      /** When the log started, for its event ids. */
+      now: number;
       /** Give the event loop back every so many events while preparing. */
       yieldEvery?: number;
     },
@@ -75,7 +76,7 @@ export class ChainAppender {
   async append(request: AppendRequest): Promise<AppendSummary> {
     let prepared = this.#prepared?.id === request.id ? this.#prepared.batch : undefined;
     if (prepared === undefined) {
-      prepared = await this.#preparer.prepare(request.queued, this.#yieldEvery);
+      prepared = await this.#preparer.prepare(request.queued, request.now, this.#yieldEvery);
       this.#prepared = { id: request.id, batch: prepared };
     }
     const { rows, checkpoint } = await appendBatch(this.#store, prepared.events, {
@@ -108,7 +109,7 @@ export function inThreadAppender(
     signer: CheckpointSigner | undefined;
     detectors: readonly Detector[];
     dedupeMs?: number;
-    now: () => number;
+    now: number;
   },
 ): Appender {
   const appender = new ChainAppender(store, {
@@ -125,6 +126,8 @@ export interface WorkerInit {
   signer: CheckpointSigner | undefined;
   detectors: DetectorSpec[];
   dedupeMs: number | undefined;
+  /** The log's clock at its start, for event ids. */
+  startedAt: number;
 }
 
 export type WorkerBatch = AppendRequest & { type: 'append' };
@@ -151,7 +154,13 @@ const WORKER_URL = new URL(
  */
 export function workerAppender(
   file: string,
-  options: { signer: CheckpointSigner | undefined; detectors: readonly DetectorSpec[]; dedupeMs?: number },
+  options: {
+    signer: CheckpointSigner | undefined;
+    detectors: readonly DetectorSpec[];
+    dedupeMs?: number;
+    /** The log's clock at its start, for event ids. */
+    startedAt: number;
+  },
 ): Appender {
   let worker: Worker | undefined;
   const pending = new Map<
@@ -169,6 +178,7 @@ export function workerAppender(
       signer: options.signer,
       detectors: [...options.detectors],
       dedupeMs: options.dedupeMs,
+      startedAt: options.startedAt,
     };
     // The worker inherits the process's flags (a profiler, say), except one about how the
     // main entry was given, which a worker refuses (`node --input-type=module -e …`).
@@ -203,14 +213,21 @@ export function workerAppender(
       const promise = new Promise<AppendSummary>((resolve, reject) => pending.set(id, { resolve, reject }));
       worker.ref();
       try {
-        worker.postMessage({ ...request, type: 'append' } satisfies WorkerBatch);
-      } catch {
-        // An event a structured clone refuses (a function in admin details, say).
-        worker.postMessage({
-          ...request,
-          queued: sendableQueue(request.queued),
-          type: 'append',
-        } satisfies WorkerBatch);
+        try {
+          worker.postMessage({ ...request, type: 'append' } satisfies WorkerBatch);
+        } catch {
+          // An event a structured clone refuses (a function in admin details, say).
+          worker.postMessage({
+            ...request,
+            queued: sendableQueue(request.queued),
+            type: 'append',
+          } satisfies WorkerBatch);
+        }
+      } catch (error) {
+        // Not sent: nothing will answer for this batch, so it must not keep the process alive.
+        pending.delete(id);
+        if (pending.size === 0) worker.unref();
+        throw error;
       }
       return promise;
     },

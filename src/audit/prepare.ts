@@ -25,19 +25,23 @@ export interface PreparedBatch {
 export class BatchPreparer {
   readonly #pipeline: DetectionPipeline;
   readonly #nextId: () => string;
-  readonly #now: () => number;
 
-  constructor(detectors: readonly Detector[], options: { dedupeMs?: number; now: () => number }) {
+  constructor(detectors: readonly Detector[], options: { dedupeMs?: number; now: number }) {
     this.#pipeline = new DetectionPipeline(detectors, { dedupeMs: options.dedupeMs });
-    this.#now = options.now;
-    this.#nextId = eventIdSource(options.now());
+    this.#nextId = eventIdSource(options.now);
   }
 
   /**
-   * `yieldEvery`: on the event loop, hand it back after so many events, so that a batch
-   * of thousands does not hold requests back for milliseconds.
+   * `now` is the log's clock when the batch was taken, the time of an event that cannot
+   * be encoded and has no usable time of its own. `yieldEvery`: on the event loop, hand
+   * it back after so many events, so that a batch of thousands does not hold requests
+   * back for milliseconds.
    */
-  async prepare(queued: QueuedEvents, yieldEvery = Number.POSITIVE_INFINITY): Promise<PreparedBatch> {
+  async prepare(
+    queued: QueuedEvents,
+    now: number,
+    yieldEvery = Number.POSITIVE_INFINITY,
+  ): Promise<PreparedBatch> {
     const taken = queuedEvents(queued);
     const batch: PreparedBatch = { events: [], alerts: {}, invalid: [] };
     const add = (event: AuditEvent) => {
@@ -61,7 +65,7 @@ export class BatchPreparer {
         const requestId = (original as { requestId?: unknown } | undefined)?.requestId;
         add({
           kind: 'alert',
-          time: Number.isSafeInteger(original?.time) && original.time >= 0 ? original.time : this.#now(),
+          time: Number.isSafeInteger(original?.time) && original.time >= 0 ? original.time : now,
           detector: 'audit-writer',
           key: 'unencodable-event',
           severity: 'medium',

@@ -84,7 +84,9 @@ export interface AuditLog {
   enqueue(event: AuditEvent): boolean;
   /**
    * Queues an enforcement point's decision, as `enqueue(decisionEvent(facts))` would, but
-   * without building the event on the request path: its fields wait as columns.
+   * without building the event on the request path: its fields wait as columns. The
+   * decision and the groups and amr lists are kept by reference until the batch is
+   * taken, so they must not change afterwards (the proxy's are shared and frozen).
    */
   enqueueDecision(facts: DecisionFacts): boolean;
   /** Resolves once every event enqueued before the call is committed; rejects if a write fails. */
@@ -178,12 +180,13 @@ class Writer implements AuditLog {
             signer,
             detectors: specs as DetectorSpec[],
             dedupeMs: options.alertDedupeMs,
+            startedAt: this.#clock.now(),
           })
         : inThreadAppender(store, {
             signer,
             detectors,
             dedupeMs: options.alertDedupeMs,
-            now: () => this.#clock.now(),
+            now: this.#clock.now(),
           });
     this.#checkpointEvery = positive('checkpointEvery', options.checkpointEvery, DEFAULT_CHECKPOINT_EVERY);
     this.#sinks = options.sinks ?? [];

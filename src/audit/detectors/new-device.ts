@@ -35,14 +35,17 @@ export function newDeviceDetector(options: NewDeviceOptions = {}): Detector {
       if (oldest !== undefined) set.delete(oldest);
     }
   };
-  let seeded = 0;
+  // Read once into pairs: `known` may be a one-shot iterator (a generator, map.entries()),
+  // and the spec carries the same pairs to the writer's thread, where an iterator cannot go.
+  const known: (readonly [string, string])[] = [];
   for (const [user, device] of options.known ?? []) {
-    if (++seeded > maxUsers * maxDevicesPerUser) break;
+    if (known.length >= maxUsers * maxDevicesPerUser) break;
+    known.push([user, device]);
     remember(user, device);
   }
   return {
     name: 'new-device',
-    spec: { type: 'new-device', options: { ...options } },
+    spec: { type: 'new-device', options: { ...options, known } },
     observe(event, report) {
       if (event.kind !== 'decision' || event.user === null || event.device === null) return;
       const known = devices.get(event.user);
