@@ -2,7 +2,6 @@
 // the appender behind it: detection, encoding and chaining where the batch is appended,
 // in the writer's thread for a SQLite file and in the calling thread otherwise.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { sql } from 'kysely';
 import {
@@ -479,26 +478,6 @@ describe('what crosses to the writer thread', () => {
       await log.flush();
       assert.equal(log.stats.writeErrors, 0);
       assert.deepEqual(log.stats.alerts, { 'new-device': 1 });
-      await log.close();
-    });
-  });
-
-  it('the writer thread runs at a lower priority than the event loop (Linux)', {
-    skip: process.platform !== 'linux',
-  }, async () => {
-    const niceness = () =>
-      readdirSync('/proc/self/task').map((task) => {
-        const stat = readFileSync(`/proc/self/task/${task}/stat`, 'utf8');
-        // Field 19 is the nice value; fields after the parenthesised name start at 3.
-        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-      });
-    await withStore(freshSqliteUrl(), async (store) => {
-      const before = niceness().filter((nice) => nice === 10).length;
-      const log = createAuditLog(store, QUIET);
-      log.enqueueDecision(facts());
-      await log.flush();
-      assert.equal(niceness().filter((nice) => nice === 10).length, before + 1);
-      assert.equal(niceness()[0], 0, 'the main thread keeps its priority');
       await log.close();
     });
   });
