@@ -29,6 +29,24 @@ export interface Detector {
   readonly spec?: DetectorSpec;
 }
 
+/** Detectors made by the built-in factories, whose spec rebuilds exactly them. */
+const builtIns = new WeakSet<Detector>();
+
+/**
+ * Marks a detector made by a built-in factory. Only these run in the writer's thread:
+ * an object copied from one (`{ ...bruteForceDetector(), observe }`) carries its spec
+ * but not its behaviour, so it stays on the calling thread where its own code runs.
+ */
+export function builtInDetector<T extends Detector>(detector: T): T {
+  builtIns.add(detector);
+  return detector;
+}
+
+/** The spec that rebuilds `detector` in another thread; undefined unless it is a built-in. */
+export function specOf(detector: Detector): DetectorSpec | undefined {
+  return builtIns.has(detector) ? detector.spec : undefined;
+}
+
 /** A built-in detector as data: its type and options (see detectors/specs.ts). */
 export type DetectorSpec =
   | { type: 'after-hours'; options: AfterHoursOptions }

@@ -1,7 +1,7 @@
 import { eventIdSource, type PreparedEvent, prepareEvent } from './chain.ts';
 import { DetectionPipeline, type Detector } from './detect.ts';
 import type { AuditEvent } from './events.ts';
-import { type QueuedEvents, queuedEvents, UNSENDABLE } from './queue.ts';
+import { type QueuedEvents, queuedEntries, UNSENDABLE } from './queue.ts';
 
 /** An enqueued event that could not be encoded (a caller bug), recorded as an alert instead. */
 export interface InvalidEvent {
@@ -42,16 +42,18 @@ export class BatchPreparer {
     now: number,
     yieldEvery = Number.POSITIVE_INFINITY,
   ): Promise<PreparedBatch> {
-    const taken = queuedEvents(queued);
+    const entries = queuedEntries(queued);
     const batch: PreparedBatch = { events: [], alerts: {}, invalid: [] };
     const add = (event: AuditEvent) => {
       batch.events.push(prepareEvent(event, this.#nextId()));
       if (event.kind === 'alert') batch.alerts[event.detector] = (batch.alerts[event.detector] ?? 0) + 1;
     };
-    for (let index = 0; index < taken.length; index++) {
+    for (let index = 0; index < entries.length; index++) {
       if (index > 0 && index % yieldEvery === 0) await new Promise((resolve) => setImmediate(resolve));
-      const original = taken[index] as AuditEvent;
+      const entry = entries[index] as (typeof entries)[number];
+      let original: AuditEvent | undefined;
       try {
+        original = entry.event();
         const unsendable = (original as { [UNSENDABLE]?: unknown })[UNSENDABLE];
         if (unsendable !== undefined) throw new TypeError(String(unsendable));
         const { event, alerts } = this.#pipeline.process(original);
@@ -61,15 +63,17 @@ export class BatchPreparer {
         // A caller bug must not leave a hole where a decision should be: the chain gets
         // an alert in the event's place, carrying what can safely be said about it.
         const message = (error as Error).message;
-        batch.invalid.push({ kind: String(original?.kind).slice(0, 32), message });
-        const requestId = (original as { requestId?: unknown } | undefined)?.requestId;
+        const kind = String(original?.kind ?? 'decision').slice(0, 32);
+        batch.invalid.push({ kind, message });
+        const requestId = entry.requestId;
+        const time = original?.time;
         add({
           kind: 'alert',
-          time: Number.isSafeInteger(original?.time) && original.time >= 0 ? original.time : now,
+          time: typeof time === 'number' && Number.isSafeInteger(time) && time >= 0 ? time : now,
           detector: 'audit-writer',
           key: 'unencodable-event',
           severity: 'medium',
-          summary: `a ${String(original?.kind).slice(0, 32)} event could not be encoded: ${message.slice(0, 200)}`,
+          summary: `a ${kind} event could not be encoded: ${message.slice(0, 200)}`,
           risk: [],
           ...(typeof requestId === 'string' && requestId.length <= 512 ? { evidence: [requestId] } : {}),
         });

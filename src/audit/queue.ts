@@ -91,76 +91,109 @@ export function queueEvent(queue: QueuedEvents, event: AuditEvent): void {
 }
 
 /**
- * Takes the first `count` events off `queue` (all of them when it holds no more) and
- * returns them as a queue of their own.
+ * The writer's queue: chunks of at most `chunkSize` events, so that taking a batch of
+ * that size is one `shift()` however long the backlog behind it is.
  */
-export function takeEvents(queue: QueuedEvents, count: number): QueuedEvents {
-  if (queue.order.length <= count) {
-    const taken = { order: queue.order, others: queue.others, decisions: queue.decisions };
-    queue.order = [];
-    queue.others = [];
-    queue.decisions = emptyColumns();
-    return taken;
+export class EventQueue {
+  readonly #chunkSize: number;
+  #chunks: QueuedEvents[] = [];
+  #length = 0;
+
+  constructor(chunkSize: number) {
+    this.#chunkSize = chunkSize;
   }
-  const order = queue.order.slice(0, count);
-  let rows = 0;
-  let others = 0;
-  for (const entry of order) {
-    if (entry === DECISION_ROW) rows++;
-    else others++;
+
+  get length(): number {
+    return this.#length;
   }
-  const taken: QueuedEvents = { order, others: queue.others.slice(0, others), decisions: emptyColumns() };
-  const rest = emptyColumns();
-  for (const key of Object.keys(queue.decisions) as (keyof DecisionColumns)[]) {
-    const column = queue.decisions[key] as unknown[];
-    (taken.decisions[key] as unknown[]) = column.slice(0, rows);
-    (rest[key] as unknown[]) = column.slice(rows);
+
+  pushDecision(facts: DecisionFacts): void {
+    queueDecision(this.#tail(), facts);
+    this.#length++;
   }
-  queue.order = queue.order.slice(count).map((entry) => (entry === DECISION_ROW ? entry : entry - others));
-  queue.others = queue.others.slice(others);
-  queue.decisions = rest;
-  return taken;
+
+  push(event: AuditEvent): void {
+    queueEvent(this.#tail(), event);
+    this.#length++;
+  }
+
+  /** The oldest chunk (up to `chunkSize` events), or undefined when empty. */
+  take(): QueuedEvents | undefined {
+    const chunk = this.#chunks.shift();
+    if (chunk !== undefined) this.#length -= chunk.order.length;
+    return chunk;
+  }
+
+  #tail(): QueuedEvents {
+    let tail = this.#chunks.at(-1);
+    if (tail === undefined || tail.order.length >= this.#chunkSize) {
+      tail = emptyQueue();
+      this.#chunks.push(tail);
+    }
+    return tail;
+  }
 }
 
-/** The queued events as event objects, in enqueue order. */
-export function queuedEvents(queue: QueuedEvents): AuditEvent[] {
-  const events: AuditEvent[] = new Array(queue.order.length);
-  const columns = queue.decisions;
+/** One queued event, built from the columns only when asked for. */
+export interface QueuedEntry {
+  /** The event; throws for a decision row that cannot be made into one (a caller's bug). */
+  event(): AuditEvent;
+  /** The request id it carries, if any, for saying which event was lost. */
+  requestId: unknown;
+}
+
+/**
+ * The queued events in enqueue order, each built on demand, so that one bad decision
+ * row fails alone instead of taking its whole batch with it.
+ */
+export function queuedEntries(queue: QueuedEvents): QueuedEntry[] {
+  const entries: QueuedEntry[] = new Array(queue.order.length);
   let row = 0;
   for (let index = 0; index < queue.order.length; index++) {
     const entry = queue.order[index] as number;
-    if (entry !== DECISION_ROW) {
-      events[index] = queue.others[entry] as AuditEvent;
-      continue;
+    if (entry === DECISION_ROW) {
+      const at = row++;
+      entries[index] = {
+        event: () => decisionAt(queue.decisions, at),
+        requestId: queue.decisions.requestId[at],
+      };
+    } else {
+      const event = queue.others[entry] as AuditEvent;
+      entries[index] = {
+        event: () => event,
+        requestId: (event as { requestId?: unknown } | undefined)?.requestId,
+      };
     }
-    const facts: DecisionFacts = {
-      requestId: columns.requestId[row] as string,
-      time: columns.time[row] as number,
-      route: columns.route[row] as string | null,
-      method: columns.method[row] as string,
-      path: columns.path[row] as string,
-      sourceIp: columns.sourceIp[row] as string,
-      user: columns.user[row] as string | null,
-      device: columns.device[row] as string | null,
-      session: columns.session[row],
-      decision: columns.verdict[row] as DecisionFacts['decision'],
-    };
-    const host = columns.host[row];
-    if (host !== undefined) facts.host = host;
-    const via = columns.via[row];
-    if (via !== undefined) facts.via = via;
-    const latencyMs = columns.latencyMs[row];
-    if (latencyMs !== undefined) facts.latencyMs = latencyMs;
-    const groups = columns.groups[row];
-    if (groups !== undefined) facts.groups = groups;
-    const amr = columns.amr[row];
-    if (amr !== undefined) facts.amr = amr;
-    const authTime = columns.authTime[row];
-    if (authTime !== undefined) facts.authTime = authTime;
-    events[index] = decisionEvent(facts);
-    row++;
   }
-  return events;
+  return entries;
+}
+
+function decisionAt(columns: DecisionColumns, row: number): AuditEvent {
+  const facts: DecisionFacts = {
+    requestId: columns.requestId[row] as string,
+    time: columns.time[row] as number,
+    route: columns.route[row] as string | null,
+    method: columns.method[row] as string,
+    path: columns.path[row] as string,
+    sourceIp: columns.sourceIp[row] as string,
+    user: columns.user[row] as string | null,
+    device: columns.device[row] as string | null,
+    session: columns.session[row],
+    decision: columns.verdict[row] as DecisionFacts['decision'],
+  };
+  const host = columns.host[row];
+  if (host !== undefined) facts.host = host;
+  const via = columns.via[row];
+  if (via !== undefined) facts.via = via;
+  const latencyMs = columns.latencyMs[row];
+  if (latencyMs !== undefined) facts.latencyMs = latencyMs;
+  const groups = columns.groups[row];
+  if (groups !== undefined) facts.groups = groups;
+  const amr = columns.amr[row];
+  if (amr !== undefined) facts.amr = amr;
+  const authTime = columns.authTime[row];
+  if (authTime !== undefined) facts.authTime = authTime;
+  return decisionEvent(facts);
 }
 
 /** Marks, in a queue sent to the writer's thread, an event that could not be sent as it was. */
@@ -174,15 +207,17 @@ export const UNSENDABLE = '__vigilUnsendable';
  */
 export function sendableQueue(queue: QueuedEvents): QueuedEvents {
   const sendable = emptyQueue();
-  for (const event of queuedEvents(queue)) {
+  for (const entry of queuedEntries(queue)) {
+    let event: AuditEvent | undefined;
     try {
+      event = entry.event();
       queueEvent(sendable, structuredClone(event));
     } catch (error) {
-      const { kind, time, requestId } = event as { kind?: unknown; time?: unknown; requestId?: unknown };
+      const { kind, time } = (event ?? {}) as { kind?: unknown; time?: unknown };
       queueEvent(sendable, {
-        kind: typeof kind === 'string' ? kind : 'unknown',
+        kind: typeof kind === 'string' ? kind : 'decision',
         time: typeof time === 'number' ? time : Number.NaN,
-        ...(typeof requestId === 'string' ? { requestId } : {}),
+        ...(typeof entry.requestId === 'string' ? { requestId: entry.requestId } : {}),
         [UNSENDABLE]: (error as Error).message,
       } as unknown as AuditEvent);
     }

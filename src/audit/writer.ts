@@ -4,9 +4,9 @@ import type { Store } from '../store/index.ts';
 import { type Logger, silentLogger } from '../telemetry/index.ts';
 import { type Appender, type AppendSummary, inThreadAppender, workerAppender } from './appender.ts';
 import type { CheckpointSigner } from './checkpoint.ts';
-import type { Detector, DetectorSpec } from './detect.ts';
+import { type Detector, type DetectorSpec, specOf } from './detect.ts';
 import type { AuditEvent, DecisionFacts } from './events.ts';
-import { emptyQueue, type QueuedEvents, queueDecision, queueEvent, takeEvents } from './queue.ts';
+import { EventQueue, type QueuedEvents } from './queue.ts';
 import type { AuditSink, SinkEntry } from './sink.ts';
 
 export const DEFAULT_BATCH_SIZE = 2000;
@@ -142,7 +142,7 @@ class Writer implements AuditLog {
     sinkErrors: 0,
     sinkDropped: 0,
   };
-  #queue: QueuedEvents = emptyQueue();
+  readonly #queue: EventQueue;
   #pending: PendingBatch | undefined;
   #inflight: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -162,6 +162,7 @@ class Writer implements AuditLog {
     this.#store = store;
     this.#clock = options.clock ?? systemClock;
     this.#batchSize = positive('batchSize', options.batchSize, DEFAULT_BATCH_SIZE);
+    this.#queue = new EventQueue(this.#batchSize);
     this.#flushIntervalMs = positive('flushIntervalMs', options.flushIntervalMs, DEFAULT_FLUSH_INTERVAL_MS);
     this.#queueLimit = positive('queueLimit', options.queueLimit, DEFAULT_QUEUE_LIMIT);
     if (options.onFull !== undefined && options.onFull !== 'fail-closed' && options.onFull !== 'shed') {
@@ -170,7 +171,10 @@ class Writer implements AuditLog {
     this.#failClosed = options.onFull !== 'shed';
     const signer: CheckpointSigner | undefined = options.signer;
     const detectors = options.detectors ?? [];
-    const specs = detectors.flatMap((detector) => (detector.spec ? [detector.spec] : []));
+    const specs = detectors.flatMap((detector) => {
+      const spec = specOf(detector);
+      return spec ? [spec] : [];
+    });
     this.#appender =
       store.dialect === 'sqlite' &&
       store.file !== undefined &&
@@ -199,33 +203,33 @@ class Writer implements AuditLog {
   }
 
   get stats(): Readonly<AuditLogStats> {
-    return { ...this.#stats, queued: this.#queue.order.length, alerts: { ...this.#stats.alerts } };
+    return { ...this.#stats, queued: this.#queue.length, alerts: { ...this.#stats.alerts } };
   }
 
   enqueue(event: AuditEvent): boolean {
     if (!this.#admit()) return !this.#failClosed && !this.#closed;
-    queueEvent(this.#queue, event);
+    this.#queue.push(event);
     this.#accepted();
     return true;
   }
 
   enqueueDecision(facts: DecisionFacts): boolean {
     if (!this.#admit()) return !this.#failClosed && !this.#closed;
-    queueDecision(this.#queue, facts);
+    this.#queue.pushDecision(facts);
     this.#accepted();
     return true;
   }
 
   /** False (and counted as dropped) when the log is closed or the queue is full. */
   #admit(): boolean {
-    if (!this.#closed && this.#queue.order.length < this.#queueLimit) return true;
+    if (!this.#closed && this.#queue.length < this.#queueLimit) return true;
     this.#stats.dropped++;
     return false;
   }
 
   #accepted(): void {
     this.#stats.accepted++;
-    const queued = this.#queue.order.length;
+    const queued = this.#queue.length;
     // At most one timer call per batch: the hot path must not churn timers.
     if (this.#timer === undefined) {
       this.#schedule(queued >= this.#batchSize ? 0 : this.#flushIntervalMs);
@@ -271,7 +275,7 @@ class Writer implements AuditLog {
       this.#writeOne().then(
         () => {
           this.#retryDelay = RETRY_MIN_MS;
-          const queued = this.#queue.order.length;
+          const queued = this.#queue.length;
           if (queued > 0 || this.#pending) {
             this.#schedule(queued >= this.#batchSize ? 0 : this.#flushIntervalMs);
           }
@@ -298,8 +302,8 @@ class Writer implements AuditLog {
 
   async #writeBatch(): Promise<void> {
     if (!this.#pending) {
-      if (this.#queue.order.length === 0) return;
-      const queued = takeEvents(this.#queue, this.#batchSize);
+      const queued = this.#queue.take();
+      if (queued === undefined) return;
       this.#pending = { id: ++this.#batchIds, queued, inputs: queued.order.length };
     }
     const batch = this.#pending;

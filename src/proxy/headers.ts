@@ -12,6 +12,9 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
   'host',
+  // Node's server has already answered `100 Continue` to the client; undici refuses to
+  // send the header on.
+  'expect',
 ]);
 
 const FORWARDED = new Set([

@@ -397,6 +397,9 @@ export class AccessProxy {
     headers: Record<string, string | string[]>,
     requestId: string,
   ): void {
+    // The client left while its request was being authorized: do not spend (and then
+    // abort, which closes) a pooled upstream connection on it.
+    if (response.destroyed) return;
     const upstream: Upstream = group.pick();
     const hasBody =
       request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined;
@@ -712,7 +715,17 @@ class RelayHandler implements Dispatcher.DispatchHandler {
   onHeaders(statusCode: number, headers: Buffer[], resume: () => void): boolean {
     if (statusCode < 200) return true;
     this.#resume = resume;
-    this.#response.writeHead(statusCode, downstreamRawHeaders(headers));
+    try {
+      this.#response.writeHead(statusCode, downstreamRawHeaders(headers));
+    } catch (error) {
+      // A header Node refuses (undici's parser refuses the same bytes, so this is a
+      // safety net): the response is half-changed and cannot carry a clean 502, so the
+      // client's connection is closed rather than answered with a broken message.
+      this.#done = true;
+      this.#response.destroy();
+      this.#abort?.(error as Error);
+      return false;
+    }
     return true;
   }
 

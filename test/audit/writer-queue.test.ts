@@ -312,15 +312,12 @@ describe('detection where the batch is appended', () => {
     for (const { worker } of THREADS) {
       await withStore(freshSqliteUrl(), async (store) => {
         // This thread's instance counts its calls: from the writer thread only its spec is used.
-        const builtIn = bruteForceDetector({ threshold: 2 });
+        const spied = bruteForceDetector({ threshold: 2 });
+        const observe = spied.observe.bind(spied);
         let calls = 0;
-        const spied: Detector = {
-          name: builtIn.name,
-          ...(builtIn.spec ? { spec: builtIn.spec } : {}),
-          observe(event, report) {
-            calls++;
-            builtIn.observe(event, report);
-          },
+        spied.observe = (event, report) => {
+          calls++;
+          observe(event, report);
         };
         assert.ok(spied.spec, 'built-in detectors carry a spec');
         const log = createAuditLog(store, { ...QUIET, worker, detectors: [spied] });
@@ -361,6 +358,24 @@ describe('detection where the batch is appended', () => {
       });
     }
     assert.deepEqual(chains[0], chains[1]);
+  });
+
+  it('a detector copied from a built-in with its own observe runs its own code', async () => {
+    await withStore(freshSqliteUrl(), async (store) => {
+      let seen = 0;
+      const copied: Detector = {
+        ...bruteForceDetector({ threshold: 1 }),
+        observe() {
+          seen++;
+        },
+      };
+      const log = createAuditLog(store, { ...QUIET, detectors: [copied] });
+      log.enqueueDecision(denial('one', T0));
+      log.enqueueDecision(denial('two', T0 + 1));
+      await log.close();
+      assert.equal(seen, 2);
+      assert.deepEqual(log.stats.alerts, {});
+    });
   });
 
   it('a detector without a spec still runs on a SQLite file store, next to built-in ones', async () => {

@@ -317,6 +317,19 @@ describe('proxy: relaying the upstream response', () => {
     assert.ok(response.body.length < 100, 'the client did not get a complete body');
   });
 
+  it('forwards an upload sent with Expect: 100-continue (the proxy answers the 100 itself)', async () => {
+    const upstream = await startEchoUpstream();
+    const { url } = await startProxy(upstream.url);
+    const response = await raw(
+      url,
+      `POST /upload HTTP/1.1\r\nHost: app.test\r\nCookie: _vigil_session=bob\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello`,
+    );
+    assert.match(response.all, /^HTTP\/1\.1 100 Continue\r\n/);
+    assert.match(response.all, /\r\n\r\nHTTP\/1\.1 200 OK\r\n/);
+    assert.equal(upstream.seen.at(-1)?.body, 'hello');
+    assert.equal(upstream.seen.at(-1)?.headers.expect, undefined);
+  });
+
   it('answers 504 when the upstream does not answer in time', async () => {
     const upstream = await upstreamWith(() => {});
     const { url } = await startProxy(upstream.url, { headersTimeoutMs: 200 });

@@ -1,4 +1,4 @@
-import type { Detector } from '../detect.ts';
+import { builtInDetector, type Detector } from '../detect.ts';
 
 export interface AfterHoursOptions {
   /** IANA time zone the working hours are in, e.g. `Europe/Berlin`. */
@@ -68,7 +68,7 @@ export function afterHoursDetector(options: AfterHoursOptions): Detector {
     cachedOutside = !inside;
     return cachedOutside;
   };
-  return {
+  return builtInDetector({
     name: 'after-hours',
     spec: { type: 'after-hours', options: { ...options } },
     observe(event, report) {
@@ -86,5 +86,5 @@ export function afterHoursDetector(options: AfterHoursOptions): Detector {
         evidence: [event.requestId],
       });
     },
-  };
+  });
 }

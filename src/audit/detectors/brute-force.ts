@@ -1,4 +1,4 @@
-import type { Detector } from '../detect.ts';
+import { builtInDetector, type Detector } from '../detect.ts';
 
 export interface BruteForceOptions {
   /** Alert when denials from one source IP exceed this many within the window. */
@@ -23,7 +23,7 @@ export function bruteForceDetector(options: BruteForceOptions = {}): Detector {
   // Per source, the times and request ids of its most recent denials; only
   // threshold + 1 of them matter, so that is all that is kept.
   const recent = new Map<string, { times: number[]; requests: string[] }>();
-  return {
+  return builtInDetector({
     name: 'brute-force',
     spec: { type: 'brute-force', options: { ...options } },
     observe(event, report) {
@@ -58,5 +58,5 @@ export function bruteForceDetector(options: BruteForceOptions = {}): Detector {
         evidence: [...entry.requests],
       });
     },
-  };
+  });
 }

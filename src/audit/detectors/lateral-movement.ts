@@ -1,4 +1,4 @@
-import type { Detector } from '../detect.ts';
+import { builtInDetector, type Detector } from '../detect.ts';
 
 export interface LateralMovementOptions {
   /** Alert when one identity reaches more than this many distinct routes in the window. */
@@ -48,7 +48,7 @@ export function lateralMovementDetector(options: LateralMovementOptions = {}): D
       routes.delete(name);
     }
   };
-  return {
+  return builtInDetector({
     name: 'lateral-movement',
     spec: { type: 'lateral-movement', options: { ...options } },
     observe(event, report) {
@@ -81,5 +81,5 @@ export function lateralMovementDetector(options: LateralMovementOptions = {}): D
         evidence: [event.requestId],
       });
     },
-  };
+  });
 }

@@ -1,4 +1,4 @@
-import type { Detector } from '../detect.ts';
+import { builtInDetector, type Detector } from '../detect.ts';
 
 export interface NewDeviceOptions {
   /** Known (user, device) pairs, e.g. from the device inventory, so a restart does not forget them. */
@@ -43,7 +43,7 @@ export function newDeviceDetector(options: NewDeviceOptions = {}): Detector {
     known.push([user, device]);
     remember(user, device);
   }
-  return {
+  return builtInDetector({
     name: 'new-device',
     spec: { type: 'new-device', options: { ...options, known } },
     observe(event, report) {
@@ -64,5 +64,5 @@ export function newDeviceDetector(options: NewDeviceOptions = {}): Detector {
         evidence: [event.requestId],
       });
     },
-  };
+  });
 }

@@ -1,4 +1,4 @@
-import type { Detector } from '../detect.ts';
+import { builtInDetector, type Detector } from '../detect.ts';
 
 /**
  * Posture failure: a decision whose reasons include `device-posture-failed` or `posture-stale`
@@ -6,7 +6,7 @@ import type { Detector } from '../detect.ts';
  * when the device is unknown).
  */
 export function postureDetector(): Detector {
-  return {
+  return builtInDetector({
     name: 'posture',
     spec: { type: 'posture' },
     observe(event, report) {
@@ -31,5 +31,5 @@ export function postureDetector(): Detector {
         evidence: [event.requestId],
       });
     },
-  };
+  });
 }

@@ -1,4 +1,4 @@
-import type { Detector } from '../detect.ts';
+import { builtInDetector, type Detector } from '../detect.ts';
 
 export interface TokenReplayOptions {
   /** A second source IP for the same session within this window is a replay. */
@@ -20,7 +20,7 @@ export function tokenReplayDetector(options: TokenReplayOptions = {}): Detector 
   const { windowMs, maxSessions } = { ...TOKEN_REPLAY_DEFAULTS, ...options };
   if (!(windowMs > 0)) throw new TypeError('windowMs must be positive');
   const sessions = new Map<string, Map<string, number>>();
-  return {
+  return builtInDetector({
     name: 'token-replay',
     spec: { type: 'token-replay', options: { ...options } },
     observe(event, report) {
@@ -55,5 +55,5 @@ export function tokenReplayDetector(options: TokenReplayOptions = {}): Detector 
         evidence: [event.requestId],
       });
     },
-  };
+  });
 }
