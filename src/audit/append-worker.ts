@@ -21,7 +21,7 @@ const appender: Promise<ChainAppender> = opened.then(
       signer,
       detectors: detectors.map(detectorFromSpec),
       dedupeMs,
-      now: startedAt,
+      startedAt,
     }),
 );
 appender.catch(() => {});

@@ -61,8 +61,8 @@ export class ChainAppender {
       signer: CheckpointSigner | undefined;
       detectors: readonly Detector[];
       dedupeMs: number | undefined;
-      /** When the log started, for its event ids. */
-      now: number;
+      /** The log's clock at its start, for event ids. */
+      startedAt: number;
       /** Give the event loop back every so many events while preparing. */
       yieldEvery?: number;
     },
@@ -70,7 +70,10 @@ export class ChainAppender {
     this.#store = store;
     this.#signer = options.signer;
     this.#yieldEvery = options.yieldEvery;
-    this.#preparer = new BatchPreparer(options.detectors, { dedupeMs: options.dedupeMs, now: options.now });
+    this.#preparer = new BatchPreparer(options.detectors, {
+      dedupeMs: options.dedupeMs,
+      startedAt: options.startedAt,
+    });
   }
 
   async append(request: AppendRequest): Promise<AppendSummary> {
@@ -108,15 +111,12 @@ export function inThreadAppender(
   options: {
     signer: CheckpointSigner | undefined;
     detectors: readonly Detector[];
-    dedupeMs?: number;
-    now: number;
+    dedupeMs: number | undefined;
+    /** The log's clock at its start, for event ids. */
+    startedAt: number;
   },
 ): Appender {
-  const appender = new ChainAppender(store, {
-    ...options,
-    dedupeMs: options.dedupeMs,
-    yieldEvery: IN_THREAD_YIELD_EVERY,
-  });
+  const appender = new ChainAppender(store, { ...options, yieldEvery: IN_THREAD_YIELD_EVERY });
   return { append: (request) => appender.append(request), close: async () => {} };
 }
 
@@ -157,7 +157,7 @@ export function workerAppender(
   options: {
     signer: CheckpointSigner | undefined;
     detectors: readonly DetectorSpec[];
-    dedupeMs?: number;
+    dedupeMs: number | undefined;
     /** The log's clock at its start, for event ids. */
     startedAt: number;
   },

@@ -26,9 +26,9 @@ export class BatchPreparer {
   readonly #pipeline: DetectionPipeline;
   readonly #nextId: () => string;
 
-  constructor(detectors: readonly Detector[], options: { dedupeMs?: number; now: number }) {
+  constructor(detectors: readonly Detector[], options: { dedupeMs: number | undefined; startedAt: number }) {
     this.#pipeline = new DetectionPipeline(detectors, { dedupeMs: options.dedupeMs });
-    this.#nextId = eventIdSource(options.now);
+    this.#nextId = eventIdSource(options.startedAt);
   }
 
   /**

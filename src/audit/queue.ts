@@ -60,11 +60,11 @@ function emptyColumns(): DecisionColumns {
   };
 }
 
-export function emptyQueue(): QueuedEvents {
+function emptyQueue(): QueuedEvents {
   return { order: [], others: [], decisions: emptyColumns() };
 }
 
-export function queueDecision(queue: QueuedEvents, facts: DecisionFacts): void {
+function queueDecision(queue: QueuedEvents, facts: DecisionFacts): void {
   const columns = queue.decisions;
   queue.order.push(DECISION_ROW);
   columns.time.push(facts.time);
@@ -85,7 +85,7 @@ export function queueDecision(queue: QueuedEvents, facts: DecisionFacts): void {
   columns.authTime.push(facts.authTime);
 }
 
-export function queueEvent(queue: QueuedEvents, event: AuditEvent): void {
+function queueEvent(queue: QueuedEvents, event: AuditEvent): void {
   queue.order.push(queue.others.length);
   queue.others.push(event);
 }

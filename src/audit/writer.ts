@@ -4,7 +4,7 @@ import type { Store } from '../store/index.ts';
 import { type Logger, silentLogger } from '../telemetry/index.ts';
 import { type Appender, type AppendSummary, inThreadAppender, workerAppender } from './appender.ts';
 import type { CheckpointSigner } from './checkpoint.ts';
-import { type Detector, type DetectorSpec, specOf } from './detect.ts';
+import { type Detector, specOf } from './detect.ts';
 import type { AuditEvent, DecisionFacts } from './events.ts';
 import { EventQueue, type QueuedEvents } from './queue.ts';
 import type { AuditSink, SinkEntry } from './sink.ts';
@@ -182,7 +182,7 @@ class Writer implements AuditLog {
       specs.length === detectors.length
         ? workerAppender(store.file, {
             signer,
-            detectors: specs as DetectorSpec[],
+            detectors: specs,
             dedupeMs: options.alertDedupeMs,
             startedAt: this.#clock.now(),
           })
@@ -190,7 +190,7 @@ class Writer implements AuditLog {
             signer,
             detectors,
             dedupeMs: options.alertDedupeMs,
-            now: this.#clock.now(),
+            startedAt: this.#clock.now(),
           });
     this.#checkpointEvery = positive('checkpointEvery', options.checkpointEvery, DEFAULT_CHECKPOINT_EVERY);
     this.#sinks = options.sinks ?? [];
