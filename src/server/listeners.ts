@@ -9,7 +9,13 @@ import { VigilError } from '../errors.ts';
 const MAX_HEADER_BYTES = 16 * 1024;
 const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 60_000;
-const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+/**
+ * How long an idle keep-alive connection stays open: nginx's default. Longer than the idle
+ * timeout of the load balancers put in front (60 s on AWS ALB): with Node's 5 s default,
+ * Vigil closes connections a balancer is about to reuse, and the request it sends at
+ * that moment fails (a sporadic 502 there; the bench's client saw it too).
+ */
+const KEEP_ALIVE_TIMEOUT_MS = 75_000;
 
 /**
  * An HTTP or HTTPS listener. `deviceCaPem` (the internal CA's bundle) makes the listener
