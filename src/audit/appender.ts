@@ -48,6 +48,17 @@ export interface Appender {
  * committed, so that a retried write links the same events with the same ids. Runs in
  * the calling thread (PostgreSQL, `:memory:`) or in the writer's worker thread.
  */
+/** What an appender needs besides its store, on whichever thread it runs. */
+export interface ChainAppenderOptions {
+  signer: CheckpointSigner | undefined;
+  detectors: readonly Detector[];
+  dedupeMs: number | undefined;
+  /** The log's clock at its start, for event ids. */
+  startedAt: number;
+  /** Give the event loop back every so many events while preparing. */
+  yieldEvery?: number;
+}
+
 export class ChainAppender {
   readonly #store: Store;
   readonly #signer: CheckpointSigner | undefined;
@@ -55,18 +66,7 @@ export class ChainAppender {
   readonly #yieldEvery: number | undefined;
   #prepared: { id: number; batch: PreparedBatch } | undefined;
 
-  constructor(
-    store: Store,
-    options: {
-      signer: CheckpointSigner | undefined;
-      detectors: readonly Detector[];
-      dedupeMs: number | undefined;
-      /** The log's clock at its start, for event ids. */
-      startedAt: number;
-      /** Give the event loop back every so many events while preparing. */
-      yieldEvery?: number;
-    },
-  ) {
+  constructor(store: Store, options: ChainAppenderOptions) {
     this.#store = store;
     this.#signer = options.signer;
     this.#yieldEvery = options.yieldEvery;
@@ -106,29 +106,17 @@ export class ChainAppender {
 const IN_THREAD_YIELD_EVERY = 128;
 
 /** Prepares and writes from the calling thread through the store's own connection (PostgreSQL, `:memory:`). */
-export function inThreadAppender(
-  store: Store,
-  options: {
-    signer: CheckpointSigner | undefined;
-    detectors: readonly Detector[];
-    dedupeMs: number | undefined;
-    /** The log's clock at its start, for event ids. */
-    startedAt: number;
-  },
-): Appender {
+export function inThreadAppender(store: Store, options: Omit<ChainAppenderOptions, 'yieldEvery'>): Appender {
   const appender = new ChainAppender(store, { ...options, yieldEvery: IN_THREAD_YIELD_EVERY });
   return { append: (request) => appender.append(request), close: async () => {} };
 }
 
 /** Messages between the writer and its worker (src/audit/append-worker.ts). */
-export interface WorkerInit {
-  file: string;
-  signer: CheckpointSigner | undefined;
-  detectors: DetectorSpec[];
-  dedupeMs: number | undefined;
-  /** The log's clock at its start, for event ids. */
-  startedAt: number;
-}
+/** A worker builds its detectors from their specs: functions cannot cross threads. */
+export type WorkerInit = { file: string; detectors: readonly DetectorSpec[] } & Omit<
+  ChainAppenderOptions,
+  'detectors' | 'yieldEvery'
+>;
 
 export type WorkerBatch = AppendRequest & { type: 'append' };
 
@@ -152,16 +140,7 @@ const WORKER_URL = new URL(
  * the writer, which keeps them) and the next batch starts a new one. The worker keeps the
  * process alive only while a batch is in flight, like the writer's unref'd timer.
  */
-export function workerAppender(
-  file: string,
-  options: {
-    signer: CheckpointSigner | undefined;
-    detectors: readonly DetectorSpec[];
-    dedupeMs: number | undefined;
-    /** The log's clock at its start, for event ids. */
-    startedAt: number;
-  },
-): Appender {
+export function workerAppender(file: string, options: Omit<WorkerInit, 'file'>): Appender {
   let worker: Worker | undefined;
   const pending = new Map<
     number,
@@ -173,13 +152,7 @@ export function workerAppender(
     pending.clear();
   };
   const start = (): Worker => {
-    const init: WorkerInit = {
-      file,
-      signer: options.signer,
-      detectors: [...options.detectors],
-      dedupeMs: options.dedupeMs,
-      startedAt: options.startedAt,
-    };
+    const init: WorkerInit = { file, ...options };
     // The worker inherits the process's flags (a profiler, say), except one about how the
     // main entry was given, which a worker refuses (`node --input-type=module -e …`).
     const inherited = process.execArgv.some((flag) => flag.startsWith('--input-type'))

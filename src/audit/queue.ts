@@ -169,10 +169,12 @@ export function queuedEntries(queue: QueuedEvents): QueuedEntry[] {
 }
 
 function decisionAt(columns: DecisionColumns, row: number): AuditEvent {
-  const facts: DecisionFacts = {
+  // decisionEvent leaves out the optional fields that are undefined, as enqueue would.
+  return decisionEvent({
     requestId: columns.requestId[row] as string,
     time: columns.time[row] as number,
     route: columns.route[row] as string | null,
+    host: columns.host[row],
     method: columns.method[row] as string,
     path: columns.path[row] as string,
     sourceIp: columns.sourceIp[row] as string,
@@ -180,20 +182,12 @@ function decisionAt(columns: DecisionColumns, row: number): AuditEvent {
     device: columns.device[row] as string | null,
     session: columns.session[row],
     decision: columns.verdict[row] as DecisionFacts['decision'],
-  };
-  const host = columns.host[row];
-  if (host !== undefined) facts.host = host;
-  const via = columns.via[row];
-  if (via !== undefined) facts.via = via;
-  const latencyMs = columns.latencyMs[row];
-  if (latencyMs !== undefined) facts.latencyMs = latencyMs;
-  const groups = columns.groups[row];
-  if (groups !== undefined) facts.groups = groups;
-  const amr = columns.amr[row];
-  if (amr !== undefined) facts.amr = amr;
-  const authTime = columns.authTime[row];
-  if (authTime !== undefined) facts.authTime = authTime;
-  return decisionEvent(facts);
+    via: columns.via[row],
+    latencyMs: columns.latencyMs[row],
+    groups: columns.groups[row],
+    amr: columns.amr[row],
+    authTime: columns.authTime[row],
+  });
 }
 
 /** Marks, in a queue sent to the writer's thread, an event that could not be sent as it was. */
