@@ -149,7 +149,9 @@ export class SessionManager {
   /** Creates a session after a login; returns its id and the sealed cookie value. */
   async create(input: NewSession): Promise<{ id: string; cookie: string; expiresAt: number }> {
     const now = this.#clock.now();
-    const id = randomBytes(18).toString('base64url');
+    // Prefixed like Vigil's other ids (vat_, vet_): a random id may begin with `-`, which a
+    // command line (`vigil session revoke <id>`) would take for an option.
+    const id = `ses_${randomBytes(18).toString('base64url')}`;
     const claimsJson = JSON.stringify(input.claims);
     const row: SessionsTable = {
       id,
