@@ -9,19 +9,24 @@ import { detectorFromSpec } from './detectors/specs.ts';
 
 const port = parentPort;
 if (!port) throw new Error('append-worker.ts runs as a worker thread of the audit writer');
-const { file, signer, detectors, dedupeMs, startedAt } = workerData as WorkerInit;
+const { file, signer, detectors, dedupeMs, idPrefix } = workerData as WorkerInit;
 
 // The schema is the server's business: this connection never migrates.
 const opened: Promise<Store> = openStore(`sqlite://${file}`, { migrate: false });
-// A failed open is reported with each batch (the writer retries), not as a crash.
-opened.catch(() => {});
+// A failed open fails the batch that is waiting and asks for a new thread, which opens the
+// file again when the writer retries (a lock held too long at start-up passes; this
+// connection would not).
+let openFailed = false;
+opened.catch(() => {
+  openFailed = true;
+});
 const appender: Promise<ChainAppender> = opened.then(
   (store) =>
     new ChainAppender(store, {
       signer,
       detectors: detectors.map(detectorFromSpec),
       dedupeMs,
-      startedAt,
+      idPrefix,
     }),
 );
 appender.catch(() => {});
@@ -41,6 +46,7 @@ async function append(batch: WorkerBatch): Promise<WorkerReply> {
         message: typeof message === 'string' ? message : String(error),
         ...(typeof code === 'string' ? { code } : {}),
       },
+      ...(openFailed ? { replaceThread: true } : {}),
     };
   }
 }

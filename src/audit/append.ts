@@ -34,6 +34,8 @@ function sqliteInsert(db: Kysely<Database> | Transaction<Database>, rows: number
 const LOCK_NAME = ':vigil-audit-chain';
 
 export interface AppendOptions {
+  /** What every id of the batch starts with (see batchIdPrefix). */
+  batchIdPrefix: string;
   signer?: CheckpointSigner;
   /** Sign a checkpoint once this many events follow the last one. */
   checkpointEvery: number;
@@ -43,6 +45,8 @@ export interface AppendOptions {
 export interface AppendResult {
   rows: AuditEventsTable[];
   checkpoint?: { seq: number; hash: string };
+  /** The batch was already in the chain: `rows` are as stored then, nothing was written. */
+  replayed?: true;
 }
 
 /**
@@ -50,6 +54,10 @@ export interface AppendResult {
  * after the write lock is held (SQLite `BEGIN IMMEDIATE`, PostgreSQL
  * `pg_advisory_xact_lock`), so two writers on one store still make a single chain:
  * each batch links to whatever the other committed last.
+ *
+ * Appending is idempotent: a batch whose first id is already stored was committed by an
+ * earlier attempt whose answer was lost (a writer thread that died after its commit, a
+ * connection lost during COMMIT), and is returned as stored instead of written twice.
  */
 export async function appendBatch(
   store: Store,
@@ -60,6 +68,11 @@ export async function appendBatch(
     if (store.dialect === 'postgres') {
       await sql`select pg_advisory_xact_lock(hashtext(current_schema() || ${LOCK_NAME}))`.execute(trx);
     }
+    const first = events[0];
+    const stored =
+      first &&
+      (await trx.selectFrom('audit_events').select('seq').where('id', '=', first.id).executeTakeFirst());
+    if (stored) return committedBatch(trx, Number(stored.seq), options.batchIdPrefix);
     const tail = await trx
       .selectFrom('audit_events')
       .select(['seq', 'hash'])
@@ -88,6 +101,38 @@ export async function appendBatch(
       .execute();
     return { rows, checkpoint: { seq: last.seq, hash: last.hash } };
   });
+}
+
+/** A batch as an earlier attempt committed it: its rows from the first one, and its checkpoint. */
+async function committedBatch(
+  trx: Transaction<Database>,
+  firstSeq: number,
+  batchIdPrefix: string,
+): Promise<AppendResult> {
+  const following = await trx
+    .selectFrom('audit_events')
+    .selectAll()
+    .where('seq', '>=', firstSeq)
+    .where('id', 'like', `${batchIdPrefix}%`)
+    .orderBy('seq')
+    .execute();
+  const rows: AuditEventsTable[] = [];
+  // One transaction wrote the batch: its rows are consecutive.
+  for (const row of following) {
+    if (Number(row.seq) !== firstSeq + rows.length || !row.id.startsWith(batchIdPrefix)) break;
+    rows.push({ ...row, seq: Number(row.seq), time: Number(row.time) });
+  }
+  const last = rows.at(-1) as AuditEventsTable;
+  const checkpoint = await trx
+    .selectFrom('audit_checkpoints')
+    .select(['seq', 'hash'])
+    .where('seq', '=', last.seq)
+    .executeTakeFirst();
+  return {
+    rows,
+    replayed: true,
+    ...(checkpoint ? { checkpoint: { seq: Number(checkpoint.seq), hash: checkpoint.hash } } : {}),
+  };
 }
 
 /**

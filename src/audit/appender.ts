@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
-import type { Store } from '../store/index.ts';
+import type { AuditEventsTable, Store } from '../store/index.ts';
 import { appendBatch } from './append.ts';
-import { recordFromRow } from './chain.ts';
+import { batchIdPrefix, recordFromRow } from './chain.ts';
 import type { CheckpointSigner } from './checkpoint.ts';
 import type { Detector, DetectorSpec } from './detect.ts';
 import { BatchPreparer, type InvalidEvent, type PreparedBatch } from './prepare.ts';
@@ -53,8 +53,8 @@ export interface ChainAppenderOptions {
   signer: CheckpointSigner | undefined;
   detectors: readonly Detector[];
   dedupeMs: number | undefined;
-  /** The log's clock at its start, for event ids. */
-  startedAt: number;
+  /** The writer's part of its event ids (eventIdPrefix): the same for every thread it starts. */
+  idPrefix: string;
   /** Give the event loop back every so many events while preparing. */
   yieldEvery?: number;
 }
@@ -64,6 +64,7 @@ export class ChainAppender {
   readonly #signer: CheckpointSigner | undefined;
   readonly #preparer: BatchPreparer;
   readonly #yieldEvery: number | undefined;
+  readonly #idPrefix: string;
   #prepared: { id: number; batch: PreparedBatch } | undefined;
 
   constructor(store: Store, options: ChainAppenderOptions) {
@@ -72,17 +73,19 @@ export class ChainAppender {
     this.#yieldEvery = options.yieldEvery;
     this.#preparer = new BatchPreparer(options.detectors, {
       dedupeMs: options.dedupeMs,
-      startedAt: options.startedAt,
+      idPrefix: options.idPrefix,
     });
+    this.#idPrefix = options.idPrefix;
   }
 
   async append(request: AppendRequest): Promise<AppendSummary> {
     let prepared = this.#prepared?.id === request.id ? this.#prepared.batch : undefined;
     if (prepared === undefined) {
-      prepared = await this.#preparer.prepare(request.queued, request.now, this.#yieldEvery);
+      prepared = await this.#preparer.prepare(request.queued, request.id, request.now, this.#yieldEvery);
       this.#prepared = { id: request.id, batch: prepared };
     }
-    const { rows, checkpoint } = await appendBatch(this.#store, prepared.events, {
+    const { rows, checkpoint, replayed } = await appendBatch(this.#store, prepared.events, {
+      batchIdPrefix: batchIdPrefix(this.#idPrefix, request.id),
       checkpointEvery: request.checkpointEvery,
       now: request.now,
       ...(this.#signer ? { signer: this.#signer } : {}),
@@ -92,7 +95,8 @@ export class ChainAppender {
       firstSeq: rows[0]?.seq ?? 0,
       lastSeq: rows.at(-1)?.seq ?? 0,
       appended: rows.length,
-      alerts: prepared.alerts,
+      // Prepared again after a lost answer, the batch's alerts may differ from the stored ones.
+      alerts: replayed ? alertsIn(rows) : prepared.alerts,
       invalid: prepared.invalid,
     };
     if (request.entries)
@@ -100,6 +104,16 @@ export class ChainAppender {
     if (checkpoint) summary.checkpoint = checkpoint;
     return summary;
   }
+}
+
+function alertsIn(rows: readonly AuditEventsTable[]): Record<string, number> {
+  const alerts: Record<string, number> = {};
+  for (const row of rows) {
+    if (row.kind !== 'alert') continue;
+    const { detector } = recordFromRow(row) as { detector: string };
+    alerts[detector] = (alerts[detector] ?? 0) + 1;
+  }
+  return alerts;
 }
 
 /** Events prepared per turn of the event loop when the appender shares it with requests. */
@@ -122,7 +136,13 @@ export type WorkerBatch = AppendRequest & { type: 'append' };
 
 export type WorkerReply =
   | { id: number; ok: true; summary: AppendSummary }
-  | { id: number; ok: false; error: { name: string; message: string; code?: string } };
+  | {
+      id: number;
+      ok: false;
+      error: { name: string; message: string; code?: string };
+      /** The thread cannot write (its file did not open): the next batch needs a new one. */
+      replaceThread?: true;
+    };
 
 /** How long close() waits for the worker to finish its last transaction and close the file. */
 const WORKER_CLOSE_TIMEOUT_MS = 10_000;
@@ -144,12 +164,21 @@ export function workerAppender(file: string, options: Omit<WorkerInit, 'file'>):
   let worker: Worker | undefined;
   const pending = new Map<
     number,
-    { resolve: (summary: AppendSummary) => void; reject: (error: Error) => void }
+    { thread: Worker; resolve: (summary: AppendSummary) => void; reject: (error: Error) => void }
   >();
 
-  const failAll = (error: Error) => {
-    for (const entry of pending.values()) entry.reject(error);
-    pending.clear();
+  /** A thread keeps the process alive only while it owes an answer. */
+  const unrefWhenIdle = (thread: Worker) => {
+    for (const entry of pending.values()) if (entry.thread === thread) return;
+    thread.unref();
+  };
+  /** Fails the batches a thread that ended will not answer for. */
+  const failAll = (thread: Worker, error: Error) => {
+    for (const [id, entry] of pending) {
+      if (entry.thread !== thread) continue;
+      pending.delete(id);
+      entry.reject(error);
+    }
   };
   const start = (): Worker => {
     const init: WorkerInit = { file, ...options };
@@ -164,17 +193,24 @@ export function workerAppender(file: string, options: Omit<WorkerInit, 'file'>):
       const entry = pending.get(reply.id);
       if (!entry) return;
       pending.delete(reply.id);
-      if (pending.size === 0) started.unref();
-      if (reply.ok) entry.resolve(reply.summary);
-      else entry.reject(Object.assign(new Error(reply.error.message), reply.error));
+      unrefWhenIdle(started);
+      if (reply.ok) {
+        entry.resolve(reply.summary);
+        return;
+      }
+      if (reply.replaceThread && worker === started) {
+        worker = undefined;
+        void started.terminate();
+      }
+      entry.reject(Object.assign(new Error(reply.error.message), reply.error));
     });
     started.on('error', (error) => {
       if (worker === started) worker = undefined;
-      failAll(error);
+      failAll(started, error);
     });
     started.on('exit', (code) => {
       if (worker === started) worker = undefined;
-      failAll(new Error(`audit writer thread exited with code ${code}`));
+      failAll(started, new Error(`audit writer thread exited with code ${code}`));
     });
     return started;
   };
@@ -182,15 +218,18 @@ export function workerAppender(file: string, options: Omit<WorkerInit, 'file'>):
   return {
     append(request) {
       worker ??= start();
+      const thread = worker;
       const id = request.id;
-      const promise = new Promise<AppendSummary>((resolve, reject) => pending.set(id, { resolve, reject }));
-      worker.ref();
+      const promise = new Promise<AppendSummary>((resolve, reject) =>
+        pending.set(id, { thread, resolve, reject }),
+      );
+      thread.ref();
       try {
         try {
-          worker.postMessage({ ...request, type: 'append' } satisfies WorkerBatch);
+          thread.postMessage({ ...request, type: 'append' } satisfies WorkerBatch);
         } catch {
           // An event a structured clone refuses (a function in admin details, say).
-          worker.postMessage({
+          thread.postMessage({
             ...request,
             queued: sendableQueue(request.queued),
             type: 'append',
@@ -199,7 +238,7 @@ export function workerAppender(file: string, options: Omit<WorkerInit, 'file'>):
       } catch (error) {
         // Not sent: nothing will answer for this batch, so it must not keep the process alive.
         pending.delete(id);
-        if (pending.size === 0) worker.unref();
+        unrefWhenIdle(thread);
         throw error;
       }
       return promise;

@@ -89,16 +89,25 @@ export function recordFromRow(
 }
 
 /**
- * Makes event ids for one writer: a time-ordered prefix fixed at creation (12 hex digits
- * of milliseconds and 8 random) and a zero-padded counter. Ids from one writer sort in
- * append order, so inserts into the unique index on `id` land at the end of the B-tree,
- * and the random part keeps two writers apart. Far cheaper than a random UUID per event.
+ * The part of event ids fixed for one writer: 12 hex digits of its start time in
+ * milliseconds and 8 random ones. Ids from one writer sort in append order, so inserts
+ * into the unique index on `id` land at the end of the B-tree, and the random part keeps
+ * two writers apart. Far cheaper than a random UUID per event.
  */
-export function eventIdSource(now: number): () => string {
-  const prefix = `${Math.max(0, Math.floor(now)).toString(16).padStart(12, '0').slice(-12)}-${randomBytes(4).toString('hex')}-`;
-  let counter = 0;
-  return () => {
-    counter += 1;
-    return prefix + counter.toString(36).padStart(11, '0');
-  };
+export function eventIdPrefix(now: number): string {
+  return `${Math.max(0, Math.floor(now)).toString(16).padStart(12, '0').slice(-12)}-${randomBytes(4).toString('hex')}-`;
+}
+
+/**
+ * The ids of one batch start with this: the writer's prefix and the batch number. The
+ * ids of a batch depend on nothing else, so a batch prepared again after its writer
+ * thread died (did it commit?) gets the same ids and is found in the chain.
+ */
+export function batchIdPrefix(writerPrefix: string, batch: number): string {
+  return writerPrefix + batch.toString(36).padStart(7, '0');
+}
+
+/** The id of the `index`-th event of a batch (alerts included). */
+export function eventId(batchPrefix: string, index: number): string {
+  return batchPrefix + index.toString(36).padStart(4, '0');
 }

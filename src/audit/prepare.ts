@@ -1,4 +1,4 @@
-import { eventIdSource, type PreparedEvent, prepareEvent } from './chain.ts';
+import { batchIdPrefix, eventId, type PreparedEvent, prepareEvent } from './chain.ts';
 import { DetectionPipeline, type Detector } from './detect.ts';
 import type { AuditEvent } from './events.ts';
 import { type QueuedEvents, queuedEntries, UNSENDABLE } from './queue.ts';
@@ -24,29 +24,33 @@ export interface PreparedBatch {
  */
 export class BatchPreparer {
   readonly #pipeline: DetectionPipeline;
-  readonly #nextId: () => string;
+  readonly #idPrefix: string;
 
-  constructor(detectors: readonly Detector[], options: { dedupeMs: number | undefined; startedAt: number }) {
+  constructor(detectors: readonly Detector[], options: { dedupeMs: number | undefined; idPrefix: string }) {
     this.#pipeline = new DetectionPipeline(detectors, { dedupeMs: options.dedupeMs });
-    this.#nextId = eventIdSource(options.startedAt);
+    this.#idPrefix = options.idPrefix;
   }
 
   /**
-   * `now` is the log's clock when the batch was taken, the time of an event that cannot
-   * be encoded and has no usable time of its own. `yieldEvery`: on the event loop, hand
+   * `batch` numbers the batch in the writer (its events' ids derive from it); `now` is
+   * the log's clock when the batch was taken, the time of an event that cannot be encoded
+   * and has no usable time of its own. `yieldEvery`: on the event loop, hand
    * it back after so many events, so that a batch of thousands does not hold requests
    * back for milliseconds.
    */
   async prepare(
     queued: QueuedEvents,
+    batch: number,
     now: number,
     yieldEvery = Number.POSITIVE_INFINITY,
   ): Promise<PreparedBatch> {
     const entries = queuedEntries(queued);
-    const batch: PreparedBatch = { events: [], alerts: {}, invalid: [] };
+    const prepared: PreparedBatch = { events: [], alerts: {}, invalid: [] };
+    const idPrefix = batchIdPrefix(this.#idPrefix, batch);
     const add = (event: AuditEvent) => {
-      batch.events.push(prepareEvent(event, this.#nextId()));
-      if (event.kind === 'alert') batch.alerts[event.detector] = (batch.alerts[event.detector] ?? 0) + 1;
+      prepared.events.push(prepareEvent(event, eventId(idPrefix, prepared.events.length)));
+      if (event.kind === 'alert')
+        prepared.alerts[event.detector] = (prepared.alerts[event.detector] ?? 0) + 1;
     };
     for (let index = 0; index < entries.length; index++) {
       if (index > 0 && index % yieldEvery === 0) await new Promise((resolve) => setImmediate(resolve));
@@ -64,7 +68,7 @@ export class BatchPreparer {
         // an alert in the event's place, carrying what can safely be said about it.
         const message = (error as Error).message;
         const kind = String(original?.kind ?? 'decision').slice(0, 32);
-        batch.invalid.push({ kind, message });
+        prepared.invalid.push({ kind, message });
         const requestId = entry.requestId;
         const time = original?.time;
         add({
@@ -79,6 +83,6 @@ export class BatchPreparer {
         });
       }
     }
-    return batch;
+    return prepared;
   }
 }

@@ -3,6 +3,7 @@ import { type Clock, systemClock } from '../internal/clock.ts';
 import type { Store } from '../store/index.ts';
 import { type Logger, silentLogger } from '../telemetry/index.ts';
 import { type Appender, type AppendSummary, inThreadAppender, workerAppender } from './appender.ts';
+import { eventIdPrefix } from './chain.ts';
 import type { CheckpointSigner } from './checkpoint.ts';
 import { type Detector, specOf } from './detect.ts';
 import type { AuditEvent, DecisionFacts } from './events.ts';
@@ -175,6 +176,7 @@ class Writer implements AuditLog {
       const spec = specOf(detector);
       return spec ? [spec] : [];
     });
+    const idPrefix = eventIdPrefix(this.#clock.now());
     this.#appender =
       store.dialect === 'sqlite' &&
       store.file !== undefined &&
@@ -184,13 +186,13 @@ class Writer implements AuditLog {
             signer,
             detectors: specs,
             dedupeMs: options.alertDedupeMs,
-            startedAt: this.#clock.now(),
+            idPrefix,
           })
         : inThreadAppender(store, {
             signer,
             detectors,
             dedupeMs: options.alertDedupeMs,
-            startedAt: this.#clock.now(),
+            idPrefix,
           });
     this.#checkpointEvery = positive('checkpointEvery', options.checkpointEvery, DEFAULT_CHECKPOINT_EVERY);
     this.#sinks = options.sinks ?? [];

@@ -2,8 +2,12 @@
 // the appender behind it: detection, encoding and chaining where the batch is appended,
 // in the writer's thread for a SQLite file and in the calling thread otherwise.
 import assert from 'node:assert/strict';
+import { mkdirSync, renameSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { sql } from 'kysely';
+import { ChainAppender } from '../../src/audit/appender.ts';
+import { eventIdPrefix } from '../../src/audit/chain.ts';
 import {
   type AuditEvent,
   type AuditLogOptions,
@@ -17,10 +21,12 @@ import {
   queryEvents,
   verifyChain,
 } from '../../src/audit/index.ts';
+import { EventQueue, type QueuedEvents } from '../../src/audit/queue.ts';
 import { isVigilError } from '../../src/errors.ts';
 import { ManualClock } from '../../src/internal/clock.ts';
 import type { Store } from '../../src/store/index.ts';
-import { freshPostgresUrl, freshSqliteUrl } from '../support/databases.ts';
+import { freshPostgresUrl, freshSqliteUrl, STORE_TARGETS } from '../support/databases.ts';
+import { tempDir } from '../support/tmp.ts';
 import { admin, T0, withStore } from './helpers.ts';
 
 // Writes are started by size or by flush() only: the timer never fires within a test.
@@ -590,6 +596,83 @@ describe('retried writes', () => {
       const result = await verifyChain(store);
       assert.equal(result.ok, true);
       assert.equal(result.events, 5);
+    });
+  });
+});
+
+describe('a batch whose answer was lost', () => {
+  /** Three denials from one source and an admin event, as one queued batch. */
+  const lostBatch = () => {
+    const queue = new EventQueue(16);
+    queue.pushDecision(denial('lost-1', T0));
+    queue.pushDecision(denial('lost-2', T0 + 1000));
+    queue.push(admin({ target: 'lost-admin' }));
+    queue.pushDecision(denial('lost-3', T0 + 2000));
+    return queue.take() as QueuedEvents;
+  };
+  const oneAdminEvent = (target: string) => {
+    const queue = new EventQueue(16);
+    queue.push(admin({ target }));
+    return queue.take() as QueuedEvents;
+  };
+
+  for (const target of STORE_TARGETS) {
+    it(`is found in the chain when a new appender writes it again, not appended twice (${target.name})`, async () => {
+      await withStore(target.freshUrl(), async (store) => {
+        const idPrefix = eventIdPrefix(T0);
+        const request = (id: number, queued: QueuedEvents) => ({
+          id,
+          queued,
+          checkpointEvery: 1000,
+          now: T0 + 5000,
+          entries: true,
+        });
+        const first = new ChainAppender(store, {
+          signer: undefined,
+          detectors: [bruteForceDetector({ threshold: 2, windowMs: 60_000 })],
+          dedupeMs: undefined,
+          idPrefix,
+        });
+        await first.append(request(1, oneAdminEvent('before')));
+        const committed = await first.append(request(2, lostBatch()));
+        assert.equal(committed.appended, 5);
+        assert.deepEqual(committed.alerts, { 'brute-force': 1 });
+        // What a restarted writer thread does with the batch it was not told about: prepare
+        // it again (with detectors that saw nothing yet) and write it.
+        const restarted = new ChainAppender(store, {
+          signer: undefined,
+          detectors: [],
+          dedupeMs: undefined,
+          idPrefix,
+        });
+        const replayed = await restarted.append(request(2, lostBatch()));
+        assert.deepEqual(replayed, committed);
+        const rows = await rowsOf(store);
+        assert.equal(rows.length, 6);
+        const result = await verifyChain(store);
+        assert.equal(result.ok, true, result.problem?.message);
+        assert.equal(result.events, 6);
+        // The next batch links after it as usual.
+        const next = await restarted.append(request(3, oneAdminEvent('after')));
+        assert.deepEqual([next.firstSeq, next.lastSeq], [7, 7]);
+      });
+    });
+  }
+
+  it('a writer thread that could not open the file ends, and the retry starts one that can', async () => {
+    const file = join(tempDir(), 'vigil.db');
+    await withStore(`sqlite://${file}`, async (store) => {
+      const log = createAuditLog(store, QUIET);
+      // The writer thread opens the file on its first batch: a folder stands in its way.
+      renameSync(file, `${file}.aside`);
+      mkdirSync(file);
+      log.enqueue(admin({ target: 'a-1' }));
+      await assert.rejects(log.flush(), (error) => isVigilError(error, 'ERR_AUDIT_WRITE_FAILED'));
+      rmdirSync(file);
+      renameSync(`${file}.aside`, file);
+      await log.flush();
+      await log.close();
+      assert.deepEqual((await rowsOf(store)).map(label), ['a-1']);
     });
   });
 });
