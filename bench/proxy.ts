@@ -17,6 +17,14 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 /** Seconds of fixed-rate load per target, after a second of warm-up that is not counted. */
 const OPEN_SECONDS = Number(process.env.BENCH_OPEN_SECONDS ?? 10);
 const OPEN_WARMUP_MS = 1000;
+/**
+ * BENCH_PIN=1: each proxy alone on CPU 0, the load generator and the upstream on CPU 1
+ * (taskset), as if they had machines of their own: the ratios then compare what the
+ * proxies themselves cost, not how they share two cores with the apparatus.
+ */
+const PIN = process.env.BENCH_PIN === '1';
+const PROXY_CPU = '0';
+const APPARATUS_CPU = '1';
 const CHILDREN = new URL('./_proxy-children.ts', import.meta.url).pathname;
 const OPEN_LOOP = new URL('./_open-loop.ts', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'vigil-bench-proxy-'));
@@ -293,8 +301,15 @@ routes:
   return { url: server.proxyUrl, cookie, pid: server.child.pid ?? 0 };
 }
 
+/** Moves every thread of `pid` to `cpu`; threads it starts later inherit the mask. */
+function pin(pid: number, cpu: string): void {
+  execFileSync('taskset', ['-a', '-p', '-c', cpu, String(pid)], { stdio: 'ignore' });
+}
+
 // Others' jobs on the machine skew every figure; the load average says how busy it was.
 const loadAtStart = loadavg()[0] ?? Number.NaN;
+// Before any child starts: they (the upstream, wrk, the open-loop client) inherit it.
+if (PIN) pin(process.pid, APPARATUS_CPU);
 const upstream = await child(['upstream']);
 // BENCH_PROFILE=DIR profiles the pass-through too, to compare what both pay per request.
 const passthroughChild = await child(
@@ -303,6 +318,10 @@ const passthroughChild = await child(
 );
 const nginxStarted = await startNginx(upstream.port);
 const vigil = await startVigil(upstream.port);
+if (PIN) {
+  for (const pid of [passthroughChild.pid, vigil.pid, nginxStarted.pid, ...childPids(nginxStarted.pid)])
+    pin(pid, PROXY_CPU);
+}
 log(
   `upstream :${upstream.port}  pass-through :${passthroughChild.port}  nginx :${nginxStarted.port}  vigil ${vigil.url}`,
 );
@@ -424,7 +443,11 @@ process.stdout.write(
         1000,
       2,
     ),
-    machine: { cores: availableParallelism(), load_1m: [round(loadAtStart, 2), round(loadavg()[0] ?? 0, 2)] },
+    machine: {
+      cores: availableParallelism(),
+      load_1m: [round(loadAtStart, 2), round(loadavg()[0] ?? 0, 2)],
+      ...(PIN ? { pinned: { proxy_cpu: PROXY_CPU, upstream_and_load_cpu: APPARATUS_CPU } } : {}),
+    },
     load: {
       tool: 'wrk',
       threads: 1,
