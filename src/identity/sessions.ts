@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import type { Transaction } from 'kysely';
 import type { Clock } from '../internal/clock.ts';
-import type { ChangeEvent, SessionsTable, Store } from '../store/index.ts';
+import type { ChangeEvent, Database, SessionsTable, Store } from '../store/index.ts';
 import type { Logger } from '../telemetry/index.ts';
 import { optionalString, stringList } from './claims.ts';
 import type { Identity } from './identity.ts';
@@ -13,6 +14,8 @@ export const LAST_SEEN_FLUSH_MS = 5000;
 const IDLE_GRACE_MS = 60_000;
 /** Live sessions whose ids go into one change event (NOTIFY payloads are capped near 8 KB). */
 const SEEN_PER_EVENT = 80;
+/** Last-seen updates per transaction, so that thousands of sessions do not hold the event loop at once. */
+const SEEN_PER_WRITE = 500;
 /** Claims kept with a session; a larger claim set keeps only the mapped attributes. */
 const MAX_CLAIMS_JSON = 4096;
 
@@ -272,8 +275,14 @@ export class SessionManager {
     return this.#live.size;
   }
 
-  /** Writes pending last-seen times and tells other replicas; drops ended sessions from memory. */
-  async flush(): Promise<void> {
+  /**
+   * Writes pending last-seen times and tells other replicas; drops ended sessions from
+   * memory. In transactions of SEEN_PER_WRITE sessions that hand the event loop back in
+   * between and, on SQLite, neither wait for another writer's lock nor sync to disk (the
+   * audit writer's batches hold the lock for milliseconds): times not written now stay
+   * for the next flush. `wait`: take the lock however long it is held (on close).
+   */
+  async flush(options: { wait?: boolean } = {}): Promise<void> {
     const now = this.#clock.now();
     for (const [id, live] of this.#live) {
       // Idle ones only well past the timeout: another replica's last use may still be on its way.
@@ -285,22 +294,43 @@ export class SessionManager {
       }
     }
     if (this.#seen.size === 0) return;
-    const batch = [...this.#seen];
+    const pending = [...this.#seen];
     this.#seen.clear();
-    await this.#store.db.transaction().execute(async (tx) => {
-      for (const [id, at] of batch) {
-        await tx
-          .updateTable('sessions')
-          .set({ last_seen_at: at })
-          .where('id', '=', id)
-          .where('last_seen_at', '<', at)
-          .execute();
+    for (let start = 0; start < pending.length; start += SEEN_PER_WRITE) {
+      if (start > 0) await new Promise((resolve) => setImmediate(resolve));
+      const batch = pending.slice(start, start + SEEN_PER_WRITE);
+      const write = async (tx: Transaction<Database>) => {
+        for (const [id, at] of batch) {
+          await tx
+            .updateTable('sessions')
+            .set({ last_seen_at: at })
+            .where('id', '=', id)
+            .where('last_seen_at', '<', at)
+            .execute();
+        }
+      };
+      let written = true;
+      try {
+        if (options.wait) await this.#store.db.transaction().execute(write);
+        else ({ written } = await this.#store.tryWrite(write));
+      } catch (error) {
+        this.#keepSeen(pending.slice(start));
+        throw error;
       }
-    });
-    for (let index = 0; index < batch.length; index += SEEN_PER_EVENT) {
-      const chunk = Object.fromEntries(batch.slice(index, index + SEEN_PER_EVENT));
-      await this.#store.changes.publish({ channel: 'session', action: 'seen', data: { seen: chunk } });
+      if (!written) {
+        this.#keepSeen(pending.slice(start));
+        return;
+      }
+      for (let index = 0; index < batch.length; index += SEEN_PER_EVENT) {
+        const chunk = Object.fromEntries(batch.slice(index, index + SEEN_PER_EVENT));
+        await this.#store.changes.publish({ channel: 'session', action: 'seen', data: { seen: chunk } });
+      }
     }
+  }
+
+  /** Puts back times a flush did not write, unless a later use came meanwhile. */
+  #keepSeen(entries: ReadonlyArray<readonly [string, number]>): void {
+    for (const [id, at] of entries) if ((this.#seen.get(id) ?? 0) < at) this.#seen.set(id, at);
   }
 
   async close(): Promise<void> {
@@ -308,7 +338,7 @@ export class SessionManager {
     this.#closed = true;
     clearInterval(this.#timer);
     for (const unsubscribe of this.#unsubscribe) unsubscribe();
-    await this.flush().catch((error: unknown) =>
+    await this.flush({ wait: true }).catch((error: unknown) =>
       this.#logger.warn({ err: error }, 'session flush on close failed'),
     );
   }

@@ -1,5 +1,5 @@
 export type { ChangeChannel, ChangeEvent, ChangeFeed, ChangeInput } from './change-feed.ts';
-export { isUniqueViolation } from './errors.ts';
+export { isSqliteBusy, isUniqueViolation } from './errors.ts';
 export { MIGRATION_NAMES } from './migrations.ts';
 export {
   LATEST_MIGRATION,
@@ -8,5 +8,6 @@ export {
   redactUrl,
   type Store,
   type StoreDialect,
+  type TryWriteResult,
 } from './store.ts';
 export type * from './tables.ts';

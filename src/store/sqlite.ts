@@ -12,7 +12,9 @@ import {
 } from 'kysely';
 
 /** How long a writer waits for another process holding the SQLite write lock. */
-const BUSY_TIMEOUT_MS = 5000;
+export const BUSY_TIMEOUT_MS = 5000;
+/** Pages in the WAL after which a commit copies them back to the database (SQLite's default). */
+export const WAL_AUTOCHECKPOINT_PAGES = 1000;
 const STATEMENT_CACHE_LIMIT = 500;
 
 /**
@@ -117,6 +119,7 @@ export function sqliteDialect(path: string): SqliteDialect {
   if (path !== ':memory:') enableWal(database);
   // FULL: a committed batch (audit events above all) survives a power cut, not only a crash.
   database.exec('pragma synchronous = full');
+  database.exec(`pragma wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
   database.exec('pragma foreign_keys = on');
   return new NodeSqliteDialect({ database: adapt(database) as never });
 }

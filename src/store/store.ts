@@ -1,11 +1,12 @@
 import { isAbsolute, resolve } from 'node:path';
-import { Kysely, Migrator, sql } from 'kysely';
+import { Kysely, Migrator, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import { VigilError } from '../errors.ts';
 import { type ChangeFeed, InProcessChangeFeed, PostgresChangeFeed } from './change-feed.ts';
+import { isSqliteBusy } from './errors.ts';
 import { LATEST_MIGRATION, migrationProvider } from './migrations.ts';
 import { parsePostgresUrl, postgresClientConfig, postgresDialect } from './postgres.ts';
-import { sqliteDialect } from './sqlite.ts';
+import { BUSY_TIMEOUT_MS, sqliteDialect, WAL_AUTOCHECKPOINT_PAGES } from './sqlite.ts';
 import type { Database } from './tables.ts';
 
 export type StoreDialect = 'sqlite' | 'postgres';
@@ -19,12 +20,23 @@ export interface Store {
    * Lets a worker thread open a connection of its own (the audit writer does).
    */
   readonly file?: string;
+  /**
+   * A write that may wait for a better moment (last-seen times), in one transaction.
+   * SQLite runs every statement on the calling thread, so there it neither waits for a
+   * write lock another connection holds (`{ written: false }`: try again later) nor
+   * syncs its commit to disk, nor copies the WAL back at commit: the event loop is held
+   * for the statements only. Such a commit survives a crash of the process; a power
+   * cut may lose it. PostgreSQL: an ordinary transaction.
+   */
+  tryWrite<T>(work: (trx: Transaction<Database>) => Promise<T>): Promise<TryWriteResult<T>>;
   /** Applies pending migrations; safe to call twice and from two replicas at once. */
   migrate(): Promise<{ applied: string[] }>;
   /** Resolves when the database answers within `timeoutMs`; rejects otherwise. */
   ping(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }
+
+export type TryWriteResult<T> = { written: true; value: T } | { written: false };
 
 export interface OpenStoreOptions {
   /** Folder relative sqlite:// paths are resolved against. */
@@ -78,6 +90,7 @@ function openSqlite(url: string, options: OpenStoreOptions): Store {
     db,
     changes,
     ...(path === ':memory:' ? {} : { file: path }),
+    tryWrite: (work) => sqliteTryWrite(db, work),
     migrate: () => runMigrations(db, undefined),
     ping: async () => {
       await sql`select 1`.execute(db);
@@ -87,6 +100,31 @@ function openSqlite(url: string, options: OpenStoreOptions): Store {
       await db.destroy();
     },
   };
+}
+
+/**
+ * The connection's settings change for this one transaction; holding the connection
+ * meanwhile keeps every other query of this store out of it (Kysely gives SQLite one).
+ */
+async function sqliteTryWrite<T>(
+  db: Kysely<Database>,
+  work: (trx: Transaction<Database>) => Promise<T>,
+): Promise<TryWriteResult<T>> {
+  return db.connection().execute(async (connection) => {
+    await sql`pragma busy_timeout = 0`.execute(connection);
+    await sql`pragma synchronous = normal`.execute(connection);
+    await sql`pragma wal_autocheckpoint = 0`.execute(connection);
+    try {
+      return { written: true, value: await connection.transaction().execute(work) };
+    } catch (error) {
+      if (isSqliteBusy(error)) return { written: false };
+      throw error;
+    } finally {
+      await sql.raw(`pragma busy_timeout = ${BUSY_TIMEOUT_MS}`).execute(connection);
+      await sql`pragma synchronous = full`.execute(connection);
+      await sql.raw(`pragma wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`).execute(connection);
+    }
+  });
 }
 
 async function openPostgres(url: string): Promise<Store> {
@@ -113,6 +151,7 @@ async function openPostgres(url: string): Promise<Store> {
     dialect: 'postgres',
     db,
     changes,
+    tryWrite: async (work) => ({ written: true, value: await db.transaction().execute(work) }),
     migrate: () => runMigrations(db, target.schema),
     ping: (timeoutMs = DEFAULT_PING_TIMEOUT_MS) =>
       withTimeout(

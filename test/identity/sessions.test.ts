@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isVigilError } from '../../src/errors.ts';
@@ -137,6 +138,48 @@ describe('session lifetime (ManualClock)', () => {
     assert.equal(row.last_seen_at, clock.now());
     const restarted = await manager(store, clock);
     assert.ok(restarted.lookup(cookie).identity);
+  });
+
+  it('a flush that meets another writer holding the lock keeps the times for the next one', async () => {
+    const clock = new ManualClock();
+    const file = join(tempDir(), 'vigil.db');
+    const store = await open(`sqlite://${file}`);
+    const sessions = await manager(store, clock);
+    const created = await Promise.all(
+      ['a', 'b', 'c'].map((subject) => sessions.create({ ...alice, subject, authTime: clock.now() })),
+    );
+    const lastSeen = async () =>
+      (await store.db.selectFrom('sessions').select('last_seen_at').orderBy('id').execute()).map(
+        (row) => row.last_seen_at,
+      );
+    const start = clock.now();
+    clock.advance(60_000);
+    for (const { cookie } of created) sessions.lookup(cookie);
+    const other = new DatabaseSync(file);
+    after(() => other.close());
+    other.exec('begin immediate');
+    await sessions.flush();
+    assert.deepEqual(await lastSeen(), [start, start, start], 'nothing written while the lock is held');
+    other.exec('rollback');
+    clock.advance(60_000);
+    sessions.lookup((created[0] as { cookie: string }).cookie);
+    await sessions.flush();
+    const seen = await store.db.selectFrom('sessions').select(['id', 'last_seen_at']).execute();
+    const byId = new Map(seen.map((row) => [row.id, row.last_seen_at]));
+    assert.equal(byId.get((created[0] as { id: string }).id), clock.now(), 'the later use wins');
+    assert.equal(byId.get((created[1] as { id: string }).id), start + 60_000, 'kept from the refused flush');
+    assert.equal(byId.get((created[2] as { id: string }).id), start + 60_000);
+
+    // Close writes what is left.
+    clock.advance(60_000);
+    sessions.lookup((created[1] as { cookie: string }).cookie);
+    await sessions.close();
+    const row = await store.db
+      .selectFrom('sessions')
+      .select('last_seen_at')
+      .where('id', '=', (created[1] as { id: string }).id)
+      .executeTakeFirstOrThrow();
+    assert.equal(row.last_seen_at, clock.now());
   });
 
   it('revokes one session, a user (logout everywhere) and a device', async () => {

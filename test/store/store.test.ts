@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { sql } from 'kysely';
@@ -7,6 +9,7 @@ import pg from 'pg';
 import { isVigilError } from '../../src/errors.ts';
 import { type ChangeEvent, MIGRATION_NAMES, openStore, type Store } from '../../src/store/index.ts';
 import { freshPostgresUrl, STORE_TARGETS } from '../support/databases.ts';
+import { tempDir } from '../support/tmp.ts';
 
 const run = promisify(execFile);
 
@@ -132,6 +135,60 @@ for (const target of STORE_TARGETS) {
     });
   });
 }
+
+describe('tryWrite', () => {
+  for (const target of STORE_TARGETS) {
+    it(`writes in one transaction and rolls back on error (${target.name})`, async () => {
+      await withStore(target.freshUrl(), async (store) => {
+        const insert = (name: string) =>
+          sql`insert into kysely_migration (name, timestamp) values (${name}, ${'now'})`;
+        const outcome = await store.tryWrite(async (trx) => {
+          await insert('try-1').execute(trx);
+          return 'done';
+        });
+        assert.deepEqual(outcome, { written: true, value: 'done' });
+        await assert.rejects(
+          store.tryWrite(async (trx) => {
+            await insert('try-2').execute(trx);
+            throw new Error('boom');
+          }),
+          /boom/,
+        );
+        const names = await appliedMigrations(store);
+        assert.ok(names.includes('try-1'));
+        assert.ok(!names.includes('try-2'));
+      });
+    });
+  }
+
+  it('on SQLite, answers written: false at once while another connection holds the write lock, then writes once it is free', async () => {
+    const file = join(tempDir(), 'vigil.db');
+    await withStore(`sqlite://${file}`, async (store) => {
+      const other = new DatabaseSync(file);
+      try {
+        other.exec('begin immediate');
+        let ran = false;
+        const outcome = await store.tryWrite(async () => {
+          ran = true;
+        });
+        assert.deepEqual(outcome, { written: false });
+        assert.equal(ran, false);
+        other.exec('rollback');
+        assert.deepEqual(await store.tryWrite(async () => 1), { written: true, value: 1 });
+      } finally {
+        other.close();
+      }
+      // The connection's own settings are back for every other write.
+      const setting = async (name: string) =>
+        Object.values(
+          (await sql.raw<Record<string, number>>(`pragma ${name}`).execute(store.db)).rows[0] ?? {},
+        )[0];
+      assert.equal(await setting('busy_timeout'), 5000);
+      assert.equal(await setting('synchronous'), 2, 'FULL');
+      assert.equal(await setting('wal_autocheckpoint'), 1000);
+    });
+  });
+});
 
 describe('store on postgres: change feed across connections', () => {
   it('delivers an event published on one connection to another, once', async () => {
