@@ -23,6 +23,8 @@ const OPEN_WARMUP_MS = 1000;
  * proxies themselves cost, not how they share two cores with the apparatus.
  */
 const PIN = process.env.BENCH_PIN === '1';
+if (PIN && availableParallelism() < 2)
+  throw new Error('BENCH_PIN=1 needs two CPUs (one for the proxies, one for the rest)');
 const PROXY_CPU = '0';
 const APPARATUS_CPU = '1';
 const CHILDREN = new URL('./_proxy-children.ts', import.meta.url).pathname;
@@ -303,7 +305,7 @@ routes:
 
 /** Moves every thread of `pid` to `cpu`; threads it starts later inherit the mask. */
 function pin(pid: number, cpu: string): void {
-  execFileSync('taskset', ['-a', '-p', '-c', cpu, String(pid)], { stdio: 'ignore' });
+  execFileSync('taskset', ['-a', '-p', '-c', cpu, String(pid)], { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 // Others' jobs on the machine skew every figure; the load average says how busy it was.

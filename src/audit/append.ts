@@ -72,7 +72,7 @@ export async function appendBatch(
     const stored =
       first &&
       (await trx.selectFrom('audit_events').select('seq').where('id', '=', first.id).executeTakeFirst());
-    if (stored) return committedBatch(trx, Number(stored.seq), options.batchIdPrefix);
+    if (stored) return committedBatch(trx, Number(stored.seq), first, options.batchIdPrefix);
     const tail = await trx
       .selectFrom('audit_events')
       .select(['seq', 'hash'])
@@ -107,6 +107,7 @@ export async function appendBatch(
 async function committedBatch(
   trx: Transaction<Database>,
   firstSeq: number,
+  first: PreparedEvent,
   batchIdPrefix: string,
 ): Promise<AppendResult> {
   const following = await trx
@@ -121,6 +122,13 @@ async function committedBatch(
   for (const row of following) {
     if (Number(row.seq) !== firstSeq + rows.length || !row.id.startsWith(batchIdPrefix)) break;
     rows.push({ ...row, seq: Number(row.seq), time: Number(row.time) });
+  }
+  const stored = rows[0];
+  // Another writer's event under the same id (same millisecond and random prefix) is a
+  // collision to fail on, as the unique index did, not this batch to report as written.
+  // Not data_json: prepared again in a new thread, detectors may flag the event otherwise.
+  if (stored?.time !== first.time || stored.kind !== first.kind) {
+    throw new Error(`audit event id ${first.id} is already stored for another event`);
   }
   const last = rows.at(-1) as AuditEventsTable;
   const checkpoint = await trx

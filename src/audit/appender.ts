@@ -191,7 +191,8 @@ export function workerAppender(file: string, options: Omit<WorkerInit, 'file'>):
     started.unref();
     started.on('message', (reply: WorkerReply) => {
       const entry = pending.get(reply.id);
-      if (!entry) return;
+      // A late answer from a thread already replaced is not the retry's answer.
+      if (!entry || entry.thread !== started) return;
       pending.delete(reply.id);
       unrefWhenIdle(started);
       if (reply.ok) {

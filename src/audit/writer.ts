@@ -11,6 +11,7 @@ import { EventQueue, type QueuedEvents } from './queue.ts';
 import type { AuditSink, SinkEntry } from './sink.ts';
 
 export const DEFAULT_BATCH_SIZE = 2000;
+export const MAX_BATCH_SIZE = 100_000;
 export const DEFAULT_FLUSH_INTERVAL_MS = 50;
 export const DEFAULT_QUEUE_LIMIT = 100_000;
 export const DEFAULT_CHECKPOINT_EVERY = 10_000;
@@ -163,6 +164,8 @@ class Writer implements AuditLog {
     this.#store = store;
     this.#clock = options.clock ?? systemClock;
     this.#batchSize = positive('batchSize', options.batchSize, DEFAULT_BATCH_SIZE);
+    // Event ids number a batch's events in 4 base-36 digits; past that they stop sorting.
+    if (this.#batchSize > MAX_BATCH_SIZE) throw new TypeError(`batchSize must be at most ${MAX_BATCH_SIZE}`);
     this.#queue = new EventQueue(this.#batchSize);
     this.#flushIntervalMs = positive('flushIntervalMs', options.flushIntervalMs, DEFAULT_FLUSH_INTERVAL_MS);
     this.#queueLimit = positive('queueLimit', options.queueLimit, DEFAULT_QUEUE_LIMIT);

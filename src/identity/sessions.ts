@@ -97,6 +97,8 @@ export class SessionManager {
   readonly #unsubscribe: (() => void)[] = [];
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** The flush running now, if any; flushes run one after another. */
+  #flushing: Promise<void> = Promise.resolve();
 
   constructor(options: {
     store: Store;
@@ -280,9 +282,16 @@ export class SessionManager {
    * memory. In transactions of SEEN_PER_WRITE sessions that hand the event loop back in
    * between and, on SQLite, neither wait for another writer's lock nor sync to disk (the
    * audit writer's batches hold the lock for milliseconds): times not written now stay
-   * for the next flush. `wait`: take the lock however long it is held (on close).
+   * for the next flush. `wait`: wait for the lock like any write (on close). One flush
+   * at a time: a second waits for the first.
    */
-  async flush(options: { wait?: boolean } = {}): Promise<void> {
+  flush(options: { wait?: boolean } = {}): Promise<void> {
+    const run = this.#flushing.then(() => this.#flushOnce(options.wait === true));
+    this.#flushing = run.catch(() => {});
+    return run;
+  }
+
+  async #flushOnce(wait: boolean): Promise<void> {
     const now = this.#clock.now();
     for (const [id, live] of this.#live) {
       // Idle ones only well past the timeout: another replica's last use may still be on its way.
@@ -297,35 +306,40 @@ export class SessionManager {
     const pending = [...this.#seen];
     this.#seen.clear();
     for (let start = 0; start < pending.length; start += SEEN_PER_WRITE) {
-      if (start > 0) await new Promise((resolve) => setImmediate(resolve));
-      const batch = pending.slice(start, start + SEEN_PER_WRITE);
-      const write = async (tx: Transaction<Database>) => {
-        for (const [id, at] of batch) {
-          await tx
-            .updateTable('sessions')
-            .set({ last_seen_at: at })
-            .where('id', '=', id)
-            .where('last_seen_at', '<', at)
-            .execute();
-        }
-      };
-      let written = true;
       try {
-        if (options.wait) await this.#store.db.transaction().execute(write);
-        else ({ written } = await this.#store.tryWrite(write));
+        if (start > 0) await new Promise((resolve) => setImmediate(resolve));
+        if (!(await this.#writeSeen(pending.slice(start, start + SEEN_PER_WRITE), wait))) {
+          this.#keepSeen(pending.slice(start));
+          return;
+        }
       } catch (error) {
+        // Written or not, this chunk and the rest go again next time (the update only
+        // ever moves a time forward).
         this.#keepSeen(pending.slice(start));
         throw error;
       }
-      if (!written) {
-        this.#keepSeen(pending.slice(start));
-        return;
-      }
-      for (let index = 0; index < batch.length; index += SEEN_PER_EVENT) {
-        const chunk = Object.fromEntries(batch.slice(index, index + SEEN_PER_EVENT));
-        await this.#store.changes.publish({ channel: 'session', action: 'seen', data: { seen: chunk } });
-      }
     }
+  }
+
+  /** One transaction of last-seen times, then the news for other replicas. False: the lock was taken. */
+  async #writeSeen(batch: ReadonlyArray<readonly [string, number]>, wait: boolean): Promise<boolean> {
+    const write = async (tx: Transaction<Database>) => {
+      for (const [id, at] of batch) {
+        await tx
+          .updateTable('sessions')
+          .set({ last_seen_at: at })
+          .where('id', '=', id)
+          .where('last_seen_at', '<', at)
+          .execute();
+      }
+    };
+    if (wait) await this.#store.db.transaction().execute(write);
+    else if (!(await this.#store.tryWrite(write)).written) return false;
+    for (let index = 0; index < batch.length; index += SEEN_PER_EVENT) {
+      const chunk = Object.fromEntries(batch.slice(index, index + SEEN_PER_EVENT));
+      await this.#store.changes.publish({ channel: 'session', action: 'seen', data: { seen: chunk } });
+    }
+    return true;
   }
 
   /** Puts back times a flush did not write, unless a later use came meanwhile. */

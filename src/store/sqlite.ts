@@ -61,6 +61,19 @@ class ImmediateSqliteDriver extends SqliteDriver {
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
     await connection.executeQuery(CompiledQuery.raw('begin immediate'));
   }
+
+  /**
+   * SQLite rolls a transaction back by itself after some errors (a full disk, a lock it
+   * could not get mid-statement); the ROLLBACK that follows would then fail and hide the
+   * error that ended the transaction.
+   */
+  override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    try {
+      await connection.executeQuery(CompiledQuery.raw('rollback'));
+    } catch (error) {
+      if (!/no transaction is active/.test((error as Error).message ?? '')) throw error;
+    }
+  }
 }
 
 /**

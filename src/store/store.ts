@@ -111,10 +111,10 @@ async function sqliteTryWrite<T>(
   work: (trx: Transaction<Database>) => Promise<T>,
 ): Promise<TryWriteResult<T>> {
   return db.connection().execute(async (connection) => {
-    await sql`pragma busy_timeout = 0`.execute(connection);
-    await sql`pragma synchronous = normal`.execute(connection);
-    await sql`pragma wal_autocheckpoint = 0`.execute(connection);
     try {
+      await sql`pragma busy_timeout = 0`.execute(connection);
+      await sql`pragma synchronous = normal`.execute(connection);
+      await sql`pragma wal_autocheckpoint = 0`.execute(connection);
       return { written: true, value: await connection.transaction().execute(work) };
     } catch (error) {
       if (isSqliteBusy(error)) return { written: false };

@@ -27,7 +27,7 @@ import { ManualClock } from '../../src/internal/clock.ts';
 import type { Store } from '../../src/store/index.ts';
 import { freshPostgresUrl, freshSqliteUrl, STORE_TARGETS } from '../support/databases.ts';
 import { tempDir } from '../support/tmp.ts';
-import { admin, T0, withStore } from './helpers.ts';
+import { admin, checkpointKeys, T0, withStore } from './helpers.ts';
 
 // Writes are started by size or by flush() only: the timer never fires within a test.
 const QUIET = { flushIntervalMs: 60_000, clock: new ManualClock(T0) };
@@ -615,49 +615,77 @@ describe('a batch whose answer was lost', () => {
     queue.push(admin({ target }));
     return queue.take() as QueuedEvents;
   };
+  /** Two denials from the source of lostBatch, so that its first event is flagged. */
+  const primingBatch = () => {
+    const queue = new EventQueue(16);
+    queue.pushDecision(denial('prime-1', T0 - 2000));
+    queue.pushDecision(denial('prime-2', T0 - 1000));
+    return queue.take() as QueuedEvents;
+  };
 
   for (const target of STORE_TARGETS) {
     it(`is found in the chain when a new appender writes it again, not appended twice (${target.name})`, async () => {
+      const keys = await checkpointKeys();
       await withStore(target.freshUrl(), async (store) => {
         const idPrefix = eventIdPrefix(T0);
         const request = (id: number, queued: QueuedEvents) => ({
           id,
           queued,
-          checkpointEvery: 1000,
+          checkpointEvery: 3,
           now: T0 + 5000,
           entries: true,
         });
+        const options = { signer: keys, dedupeMs: undefined, idPrefix };
         const first = new ChainAppender(store, {
-          signer: undefined,
+          ...options,
           detectors: [bruteForceDetector({ threshold: 2, windowMs: 60_000 })],
-          dedupeMs: undefined,
-          idPrefix,
         });
-        await first.append(request(1, oneAdminEvent('before')));
+        await first.append(request(1, primingBatch()));
         const committed = await first.append(request(2, lostBatch()));
-        assert.equal(committed.appended, 5);
         assert.deepEqual(committed.alerts, { 'brute-force': 1 });
+        assert.ok(committed.checkpoint, 'the lost batch signed a checkpoint');
+        const flagged = await queryEvents(store, { risk: 'brute-force', kind: 'decision' });
+        assert.ok(
+          flagged.events.some((event) => event.kind === 'decision' && event.requestId === 'lost-1'),
+          'the first event of the lost batch was flagged by the detector',
+        );
         // What a restarted writer thread does with the batch it was not told about: prepare
-        // it again (with detectors that saw nothing yet) and write it.
-        const restarted = new ChainAppender(store, {
-          signer: undefined,
-          detectors: [],
-          dedupeMs: undefined,
-          idPrefix,
-        });
+        // it again, with detectors that saw nothing yet (so its events differ), and write it.
+        const restarted = new ChainAppender(store, { ...options, detectors: [] });
         const replayed = await restarted.append(request(2, lostBatch()));
         assert.deepEqual(replayed, committed);
-        const rows = await rowsOf(store);
-        assert.equal(rows.length, 6);
-        const result = await verifyChain(store);
+        const stored = (await rowsOf(store)).length;
+        assert.equal(stored, committed.lastSeq);
+        const result = await verifyChain(store, { publicKey: keys.publicKey });
         assert.equal(result.ok, true, result.problem?.message);
-        assert.equal(result.events, 6);
+        assert.equal(result.events, stored);
         // The next batch links after it as usual.
         const next = await restarted.append(request(3, oneAdminEvent('after')));
-        assert.deepEqual([next.firstSeq, next.lastSeq], [7, 7]);
+        assert.deepEqual([next.firstSeq, next.lastSeq], [stored + 1, stored + 1]);
       });
     });
   }
+
+  it('an id already stored for another event fails the batch instead of passing for it', async () => {
+    await withStore(freshSqliteUrl(), async (store) => {
+      const idPrefix = eventIdPrefix(T0);
+      const request = (queued: QueuedEvents) => ({
+        id: 1,
+        queued,
+        checkpointEvery: 1000,
+        now: T0,
+        entries: false,
+      });
+      const options = { signer: undefined, detectors: [], dedupeMs: undefined, idPrefix };
+      await new ChainAppender(store, options).append(request(oneAdminEvent('one writer')));
+      // Another writer that drew the same prefix (same millisecond, same random part).
+      await assert.rejects(
+        new ChainAppender(store, options).append(request(lostBatch())),
+        /already stored for another event/,
+      );
+      assert.deepEqual((await rowsOf(store)).map(label), ['one writer']);
+    });
+  });
 
   it('a writer thread that could not open the file ends, and the retry starts one that can', async () => {
     const file = join(tempDir(), 'vigil.db');

@@ -141,6 +141,8 @@ describe('audit log queue', () => {
   it('refuses nonsense options at construction', async () => {
     await withStore(freshSqliteUrl(), async (store) => {
       assert.throws(() => createAuditLog(store, { batchSize: 0 }), TypeError);
+      // Event ids number a batch's events in four base-36 digits.
+      assert.throws(() => createAuditLog(store, { batchSize: 100_001 }), /batchSize must be at most 100000/);
       assert.throws(() => createAuditLog(store, { onFull: 'drop' as never }), TypeError);
     });
   });

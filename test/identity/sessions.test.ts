@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -180,6 +182,59 @@ describe('session lifetime (ManualClock)', () => {
       .where('id', '=', (created[1] as { id: string }).id)
       .executeTakeFirstOrThrow();
     assert.equal(row.last_seen_at, clock.now());
+  });
+
+  it('close waits for a flush under way and writes the times it could not', async () => {
+    const clock = new ManualClock();
+    const file = join(tempDir(), 'vigil.db');
+    const store = await open(`sqlite://${file}`);
+    const sessions = await manager(store, clock);
+    const { id, cookie } = await sessions.create({ ...alice, authTime: clock.now() });
+    clock.advance(60_000);
+    sessions.lookup(cookie);
+    // Another process holds the write lock for a while (the audit writer of a replica, say).
+    const holder = spawn(process.execPath, [
+      '-e',
+      `const { DatabaseSync } = require('node:sqlite');
+       const db = new DatabaseSync(${JSON.stringify(file)});
+       db.exec('begin immediate');
+       process.stdout.write('locked\\n');
+       setTimeout(() => { db.exec('rollback'); db.close(); }, 300);`,
+    ]);
+    await once(holder.stdout, 'data');
+    const flushing = sessions.flush();
+    const closing = sessions.close();
+    await flushing;
+    await closing;
+    const row = await store.db
+      .selectFrom('sessions')
+      .select('last_seen_at')
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+    assert.equal(row.last_seen_at, clock.now());
+  });
+
+  it('a flush that fails part way keeps every time it did not get through', async () => {
+    const clock = new ManualClock();
+    const store = await open('sqlite://:memory:');
+    const sessions = await manager(store, clock);
+    const created = [];
+    // More than one transaction's worth.
+    for (let index = 0; index < 600; index++)
+      created.push(await sessions.create({ ...alice, subject: `user-${index}`, authTime: clock.now() }));
+    clock.advance(60_000);
+    for (const { cookie } of created) sessions.lookup(cookie);
+    const publish = store.changes.publish.bind(store.changes);
+    let failures = 1;
+    store.changes.publish = async (change) => {
+      if (failures-- > 0) throw new Error('feed down');
+      return publish(change);
+    };
+    await assert.rejects(sessions.flush(), /feed down/);
+    await sessions.flush();
+    const rows = await store.db.selectFrom('sessions').select('last_seen_at').execute();
+    assert.equal(rows.length, 600);
+    assert.deepEqual(new Set(rows.map((row) => row.last_seen_at)), new Set([clock.now()]));
   });
 
   it('revokes one session, a user (logout everywhere) and a device', async () => {

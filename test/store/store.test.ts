@@ -4,10 +4,16 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { sql } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import pg from 'pg';
 import { isVigilError } from '../../src/errors.ts';
-import { type ChangeEvent, MIGRATION_NAMES, openStore, type Store } from '../../src/store/index.ts';
+import {
+  type ChangeEvent,
+  type Database,
+  MIGRATION_NAMES,
+  openStore,
+  type Store,
+} from '../../src/store/index.ts';
 import { freshPostgresUrl, STORE_TARGETS } from '../support/databases.ts';
 import { tempDir } from '../support/tmp.ts';
 
@@ -161,9 +167,24 @@ describe('tryWrite', () => {
     });
   }
 
+  it('on SQLite, the error that ended a transaction SQLite rolled back itself is the one thrown', async () => {
+    await withStore(`sqlite://${join(tempDir(), 'vigil.db')}`, async (store) => {
+      await assert.rejects(
+        store.db.transaction().execute(async (trx) => {
+          await sql`rollback`.execute(trx);
+          throw new Error('disk full');
+        }),
+        /disk full/,
+      );
+      assert.deepEqual(await store.tryWrite(async () => 'usable'), { written: true, value: 'usable' });
+    });
+  });
+
   it('on SQLite, answers written: false at once while another connection holds the write lock, then writes once it is free', async () => {
     const file = join(tempDir(), 'vigil.db');
     await withStore(`sqlite://${file}`, async (store) => {
+      const setting = async (name: string, db: Kysely<Database> = store.db) =>
+        Object.values((await sql.raw<Record<string, number>>(`pragma ${name}`).execute(db)).rows[0] ?? {})[0];
       const other = new DatabaseSync(file);
       try {
         other.exec('begin immediate');
@@ -174,15 +195,20 @@ describe('tryWrite', () => {
         assert.deepEqual(outcome, { written: false });
         assert.equal(ran, false);
         other.exec('rollback');
-        assert.deepEqual(await store.tryWrite(async () => 1), { written: true, value: 1 });
+        // Inside, the connection neither waits for a lock nor syncs at commit.
+        const inside = await store.tryWrite(async (trx) => ({
+          busyTimeout: await setting('busy_timeout', trx),
+          synchronous: await setting('synchronous', trx),
+          autocheckpoint: await setting('wal_autocheckpoint', trx),
+        }));
+        assert.deepEqual(inside, {
+          written: true,
+          value: { busyTimeout: 0, synchronous: 1, autocheckpoint: 0 },
+        });
       } finally {
         other.close();
       }
       // The connection's own settings are back for every other write.
-      const setting = async (name: string) =>
-        Object.values(
-          (await sql.raw<Record<string, number>>(`pragma ${name}`).execute(store.db)).rows[0] ?? {},
-        )[0];
       assert.equal(await setting('busy_timeout'), 5000);
       assert.equal(await setting('synchronous'), 2, 'FULL');
       assert.equal(await setting('wal_autocheckpoint'), 1000);
