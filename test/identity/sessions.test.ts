@@ -43,6 +43,15 @@ async function open(url: string): Promise<Store> {
   return store;
 }
 
+async function lastSeenOf(store: Store, id: string): Promise<number> {
+  const row = await store.db
+    .selectFrom('sessions')
+    .select('last_seen_at')
+    .where('id', '=', id)
+    .executeTakeFirstOrThrow();
+  return row.last_seen_at;
+}
+
 async function manager(
   store: Store,
   clock: ManualClock | typeof systemClock,
@@ -132,12 +141,7 @@ describe('session lifetime (ManualClock)', () => {
     clock.advance(10 * 60_000);
     sessions.lookup(cookie);
     await sessions.flush();
-    const row = await store.db
-      .selectFrom('sessions')
-      .select('last_seen_at')
-      .where('id', '=', id)
-      .executeTakeFirstOrThrow();
-    assert.equal(row.last_seen_at, clock.now());
+    assert.equal(await lastSeenOf(store, id), clock.now());
     const restarted = await manager(store, clock);
     assert.ok(restarted.lookup(cookie).identity);
   });
@@ -206,12 +210,7 @@ describe('session lifetime (ManualClock)', () => {
     const closing = sessions.close();
     await flushing;
     await closing;
-    const row = await store.db
-      .selectFrom('sessions')
-      .select('last_seen_at')
-      .where('id', '=', id)
-      .executeTakeFirstOrThrow();
-    assert.equal(row.last_seen_at, clock.now());
+    assert.equal(await lastSeenOf(store, id), clock.now());
   });
 
   it('a flush that fails part way keeps every time it did not get through', async () => {
