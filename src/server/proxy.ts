@@ -14,7 +14,15 @@ import {
   UpstreamGroup,
   type WindowCounter,
 } from '../proxy/index.ts';
-import { Counter, Histogram, type Logger, type Registry } from '../telemetry/index.ts';
+import { Counter, HotHistogram, type Logger, type Registry } from '../telemetry/index.ts';
+
+/** Decisions counted since the last scrape, for one label set. */
+interface DecisionTally {
+  child: Counter.Internal;
+  count: number;
+  /** In the list the next scrape adds up. */
+  listed: boolean;
+}
 
 /** Assertion keys rotate this often; the previous key stays published for overlap. */
 const ASSERTION_KEY_ROTATION_MS = 12 * 3_600_000;
@@ -64,11 +72,24 @@ export async function startProxy(
   }, ASSERTION_KEY_ROTATION_MS);
   rotation.unref();
 
+  // Compiled policies return shared frozen decisions, so each has its tally, found by the
+  // decision itself: a request adds one to a number, and prom-client's labelled inc (a
+  // label hash per call) runs when the metrics are scraped.
+  const tallies = new WeakMap<ProxyDecisionRecord['decision'], DecisionTally>();
+  let counted: DecisionTally[] = [];
   const decisions = new Counter({
     name: 'vigil_proxy_decisions_total',
     help: 'Proxy and forward-auth decisions by route, effect and mode',
     labelNames: ['route', 'effect', 'mode'],
     registers: [options.metrics],
+    collect() {
+      for (const tally of counted) {
+        tally.child.inc(tally.count);
+        tally.count = 0;
+        tally.listed = false;
+      }
+      counted = [];
+    },
   });
   const denialReasons = new Counter({
     name: 'vigil_proxy_denials_total',
@@ -76,22 +97,24 @@ export async function startProxy(
     labelNames: ['route', 'reason'],
     registers: [options.metrics],
   });
-  const latency = new Histogram({
+  const latency = new HotHistogram({
     name: 'vigil_proxy_decision_seconds',
     help: 'Time to authenticate and decide one request, audit enqueue included',
     buckets: [0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005, 0.025],
     registers: [options.metrics],
   });
-  // Compiled policies return shared frozen decisions, so the labelled counter of each is
-  // found by the decision itself: no label key built per request.
-  const counters = new WeakMap<ProxyDecisionRecord['decision'], Counter.Internal>();
   const count = (record: ProxyDecisionRecord) => {
-    let child = counters.get(record.decision);
-    if (child === undefined) {
-      child = decisions.labels(record.route ?? '(none)', record.decision.effect, record.decision.mode);
-      counters.set(record.decision, child);
+    let tally = tallies.get(record.decision);
+    if (tally === undefined) {
+      const child = decisions.labels(record.route ?? '(none)', record.decision.effect, record.decision.mode);
+      tally = { child, count: 0, listed: false };
+      tallies.set(record.decision, tally);
     }
-    child.inc();
+    tally.count++;
+    if (!tally.listed) {
+      tally.listed = true;
+      counted.push(tally);
+    }
     latency.observe(record.latencyMs / 1000);
     if (record.decision.effect === 'deny') {
       for (const reason of record.decision.reasons)

@@ -1,2 +1,2 @@
 export { createLogger, type Logger, type LoggerOptions, silentLogger } from './logger.ts';
-export { Counter, createMetricsRegistry, Gauge, Histogram, Registry } from './metrics.ts';
+export { Counter, createMetricsRegistry, Gauge, Histogram, HotHistogram, Registry } from './metrics.ts';
