@@ -4,9 +4,10 @@ import { type Clock, systemClock } from '../internal/clock.ts';
 
 export interface AssertionClaims {
   sub: string;
-  email?: string;
+  email: string | undefined;
+  /** The session's own list: a new list (a refresh changed the groups) signs anew. */
   groups: readonly string[];
-  device?: string;
+  device: string | undefined;
 }
 
 export interface AssertionSignerOptions {
@@ -23,6 +24,17 @@ const MAX_TTL_MS = 60_000;
 const REUSE_WHILE_REMAINING = 0.5;
 /** Bound on cached assertions; the cache is dropped whole when full (cheap, rare). */
 const CACHE_LIMIT = 50_000;
+
+interface CachedAssertion {
+  token: string;
+  reuseUntil: number;
+  /** What it was signed for: served only while the request's claims are these. */
+  claims: AssertionClaims;
+}
+
+function sameClaims(a: AssertionClaims, b: AssertionClaims): boolean {
+  return a.groups === b.groups && a.sub === b.sub && a.email === b.email && a.device === b.device;
+}
 
 interface SigningKey {
   kid: string;
@@ -43,7 +55,9 @@ export class AssertionSigner {
   #current: SigningKey | undefined;
   #previous: SigningKey | undefined;
   #jwksBody = '{"keys":[]}';
-  readonly #cache = new Map<string, { token: string; reuseUntil: number }>();
+  /** By audience, then identity: no key string is built (and hashed) per request. */
+  readonly #cache = new Map<string, Map<string, CachedAssertion>>();
+  #cached = 0;
 
   constructor(options: AssertionSignerOptions) {
     if (!/^https?:\/\//.test(options.issuer)) throw new TypeError('issuer must be an http(s) URL');
@@ -61,7 +75,7 @@ export class AssertionSigner {
     const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' };
     this.#previous = this.#current;
     this.#current = { kid, privateKey, publicJwk };
-    this.#cache.clear();
+    this.#clearCache();
     const keys = [this.#current.publicJwk, ...(this.#previous ? [this.#previous.publicJwk] : [])];
     this.#jwksBody = JSON.stringify({ keys });
   }
@@ -80,22 +94,22 @@ export class AssertionSigner {
    * a cached string when one serves, else a promise of a freshly signed one.
    */
   assertionFor(identityKey: string, audience: string, claims: AssertionClaims): string | Promise<string> {
-    const cacheKey = `${audience}\u0000${identityKey}`;
     const now = this.#clock.now();
-    const cached = this.#cache.get(cacheKey);
-    if (cached !== undefined && cached.reuseUntil > now) return cached.token;
-    return this.#sign(cacheKey, audience, claims, now);
+    const cached = this.#cache.get(audience)?.get(identityKey);
+    if (cached !== undefined && cached.reuseUntil > now && sameClaims(cached.claims, claims))
+      return cached.token;
+    return this.#sign(identityKey, audience, claims, now);
   }
 
-  async #sign(cacheKey: string, audience: string, claims: AssertionClaims, now: number): Promise<string> {
+  async #sign(identityKey: string, audience: string, claims: AssertionClaims, now: number): Promise<string> {
     const key = this.#current;
     if (!key) throw new Error('assertion signer has no key; call rotate() first');
     const iat = Math.floor(now / 1000);
     const exp = Math.floor((now + this.#ttlMs) / 1000);
     const token = await new SignJWT({
-      email: claims.email,
+      ...(claims.email !== undefined ? { email: claims.email } : {}),
       groups: claims.groups,
-      ...(claims.device ? { device: claims.device } : {}),
+      ...(claims.device !== undefined ? { device: claims.device } : {}),
     })
       .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'vigil-assertion+jwt' })
       .setIssuer(this.#issuer)
@@ -105,14 +119,24 @@ export class AssertionSigner {
       .setExpirationTime(exp)
       .setJti(randomUUID())
       .sign(key.privateKey);
-    if (this.#cache.size >= CACHE_LIMIT) this.#cache.clear();
-    this.#cache.set(cacheKey, { token, reuseUntil: now + this.#ttlMs * REUSE_WHILE_REMAINING });
+    if (this.#cached >= CACHE_LIMIT) this.#clearCache();
+    let byIdentity = this.#cache.get(audience);
+    if (byIdentity === undefined) {
+      byIdentity = new Map();
+      this.#cache.set(audience, byIdentity);
+    }
+    if (!byIdentity.has(identityKey)) this.#cached++;
+    byIdentity.set(identityKey, { token, reuseUntil: now + this.#ttlMs * REUSE_WHILE_REMAINING, claims });
     return token;
+  }
+
+  #clearCache(): void {
+    this.#cache.clear();
+    this.#cached = 0;
   }
 
   /** Drops cached assertions of one identity (after a revocation or group change). */
   forget(identityKey: string): void {
-    const suffix = `\u0000${identityKey}`;
-    for (const key of this.#cache.keys()) if (key.endsWith(suffix)) this.#cache.delete(key);
+    for (const byIdentity of this.#cache.values()) if (byIdentity.delete(identityKey)) this.#cached--;
   }
 }

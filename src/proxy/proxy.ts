@@ -548,9 +548,9 @@ export class AccessProxy {
     if (device !== undefined) headers['x-vigil-device'] = device.id;
     const assertion = this.#options.signer.assertionFor(identity.key, route, {
       sub: user.id,
-      ...(user.email !== undefined ? { email: user.email } : {}),
+      email: user.email,
       groups: user.groups,
-      ...(device !== undefined ? { device: device.id } : {}),
+      device: device?.id,
     });
     if (typeof assertion === 'string') {
       headers['x-vigil-assertion'] = assertion;
