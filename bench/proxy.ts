@@ -3,7 +3,8 @@
 // upstream, same wrk load, same run. Then the latency each adds at half of Vigil's peak:
 // an open-loop client (bench/_open-loop.ts) sends at a fixed rate and times each request
 // from when it was due, so stalls are not hidden as wrk's closed loop hides them.
-// Prints one JSON line last.
+// Targets take turns in short slices (BENCH_SLICES) so that a machine whose speed drifts
+// slows them alike. Prints one JSON line last.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
@@ -13,9 +14,23 @@ import { spawnServer } from '../test/support/cli.ts';
 import { Browser, freePort } from '../test/support/cookie-jar.ts';
 
 const DURATION = process.env.BENCH_DURATION ?? '8s';
+const DURATION_SECONDS = (() => {
+  const match = /^(\d+)(s|m)?$/.exec(DURATION);
+  if (!match) throw new Error(`BENCH_DURATION must be like 8s or 1m, not ${DURATION}`);
+  return Number(match[1]) * (match[2] === 'm' ? 60 : 1);
+})();
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 /** Seconds of fixed-rate load per target, after a second of warm-up that is not counted. */
 const OPEN_SECONDS = Number(process.env.BENCH_OPEN_SECONDS ?? 10);
+/**
+ * Each target's measuring time (wrk's and the fixed-rate client's) is cut in this many
+ * slices, the targets taking turns (a, b, c, a, b, c, …): a machine whose speed drifts
+ * (another tenant's job) then slows every target alike, and Vigil's added latency is
+ * read per pair of neighbouring slices. Each fixed-rate slice starts with a warm-up
+ * second that is not counted.
+ */
+const SLICES = Math.max(1, Number(process.env.BENCH_SLICES ?? 4));
+const WRK_SLICE_SECONDS = Math.max(1, Math.round(DURATION_SECONDS / SLICES));
 const OPEN_WARMUP_MS = 1000;
 /**
  * BENCH_PIN=1: each proxy alone on CPU 0, the load generator and the upstream on CPU 1
@@ -155,8 +170,8 @@ function toMicros(value: string): number {
   return match[2] === 'us' ? amount : match[2] === 'ms' ? amount * 1000 : amount * 1_000_000;
 }
 
-function wrk(url: string, headers: Record<string, string>): WrkResult {
-  const args = ['-t1', `-c${CONNECTIONS}`, `-d${DURATION}`, '--latency'];
+function wrk(url: string, headers: Record<string, string>, seconds = WRK_SLICE_SECONDS): WrkResult {
+  const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency'];
   for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}: ${value}`);
   const output = execFileSync('wrk', [...args, url], { encoding: 'utf8', maxBuffer: 10 * 1024 * 1024 });
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(output);
@@ -192,7 +207,7 @@ function openLoop(url: string, rate: number, headers: Record<string, string>): O
       OPEN_LOOP,
       url,
       String(rate),
-      String(OPEN_SECONDS * 1000),
+      String(Math.round((OPEN_SECONDS * 1000) / SLICES)),
       String(OPEN_WARMUP_MS),
       String(CONNECTIONS),
       JSON.stringify(headers),
@@ -354,55 +369,131 @@ const targets: Target[] = [
 // Warm every path once so that JIT and pools are not measured cold.
 for (const target of targets) {
   log(`warming ${target.name}`);
-  wrk(target.url, target.headers);
+  // As long as the measurement: a first slice after a short warm-up measured a pass-through
+  // not yet optimized (half its later req/s).
+  wrk(target.url, target.headers, DURATION_SECONDS);
 }
-const results: Record<string, WrkResult & CpuCost> = {};
-for (const target of targets) {
-  log(`measuring ${target.name} (${DURATION}, ${CONNECTIONS} connections)`);
-  results[target.name] = withCpu(
-    target.pids(),
-    () => wrk(target.url, target.headers),
-    target.name === 'vigil',
-  );
-  log(`  ${JSON.stringify(results[target.name])}`);
+const median = (values: readonly number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+};
+
+/** CPU costs of several slices as one: each slice weighs by the requests it sent. */
+function combinedCpu(slices: readonly (CpuCost & { sent: number })[]): CpuCost {
+  const sent = slices.reduce((total, slice) => total + slice.sent, 0);
+  const weighted = (of: (slice: CpuCost) => number | undefined) =>
+    Math.round(slices.reduce((total, slice) => total + (of(slice) ?? 0) * slice.sent, 0) / sent);
+  const cost: CpuCost = { cpu_us_per_request: weighted((slice) => slice.cpu_us_per_request) };
+  if (slices[0]?.box_cpu_us_per_request) {
+    cost.box_cpu_us_per_request = {
+      proxy: weighted((slice) => slice.box_cpu_us_per_request?.proxy),
+      upstream: weighted((slice) => slice.box_cpu_us_per_request?.upstream),
+      load: weighted((slice) => slice.box_cpu_us_per_request?.load),
+    };
+  }
+  const threads = slices[0]?.cpu_us_by_thread;
+  if (threads) {
+    cost.cpu_us_by_thread = Object.fromEntries(
+      Object.keys(threads).map((name) => [name, weighted((slice) => slice.cpu_us_by_thread?.[name])]),
+    );
+  }
+  return cost;
 }
 
-const ours = results.vigil as WrkResult & CpuCost;
-const passthrough = results['node-passthrough'] as WrkResult & CpuCost;
-const nginx = results.nginx as WrkResult & CpuCost;
+log(
+  `measuring with wrk: ${SLICES} slices of ${WRK_SLICE_SECONDS}s per target, ${CONNECTIONS} connections, in turns`,
+);
+const wrkSlices: Record<string, (WrkResult & CpuCost)[]> = {};
+for (let slice = 0; slice < SLICES; slice++) {
+  for (const target of targets) {
+    const result = withCpu(target.pids(), () => wrk(target.url, target.headers), target.name === 'vigil');
+    log(`  slice ${slice + 1}/${SLICES} ${target.name}: ${JSON.stringify(result)}`);
+    wrkSlices[target.name] ??= [];
+    wrkSlices[target.name]?.push(result);
+  }
+}
+const results: Record<string, WrkResult & CpuCost & { rps_by_slice: number[] }> = {};
+for (const [name, slices] of Object.entries(wrkSlices)) {
+  const sent = slices.reduce((total, slice) => total + slice.sent, 0);
+  const seconds = slices.reduce((total, slice) => total + slice.sent / slice.rps, 0);
+  results[name] = {
+    rps: sent / seconds,
+    sent,
+    p50_us: median(slices.map((slice) => slice.p50_us)),
+    p99_us: median(slices.map((slice) => slice.p99_us)),
+    rps_by_slice: slices.map((slice) => Math.round(slice.rps)),
+    ...combinedCpu(slices),
+  };
+}
+
+type Measured = (typeof results)[string];
+const ours = results.vigil as Measured;
+const passthrough = results['node-passthrough'] as Measured;
+const nginx = results.nginx as Measured;
 const round = (value: number, digits = 3) => Number(value.toFixed(digits));
 
-const halfRate = Math.max(1, Math.round(ours.rps / 2));
-const half: Record<string, OpenLoopResult & CpuCost> = {};
-for (const target of targets) {
-  log(`open loop ${target.name} at ${halfRate} req/s (${OPEN_SECONDS}s)`);
-  half[target.name] = withCpu(
-    target.pids(),
-    () => openLoop(target.url, halfRate, target.headers),
-    target.name === 'vigil',
-  );
-  log(`  ${JSON.stringify(half[target.name])}`);
+/** One target's fixed-rate slices at one rate, with its CPU cost over all of them. */
+interface OpenLoopRun {
+  slices: (OpenLoopResult & CpuCost)[];
+  cpu: CpuCost;
 }
+
+/** Fixed-rate load on each target in turns, SLICES times. */
+function openLoopInTurns(rate: number, chosen: readonly Target[]): Record<string, OpenLoopRun> {
+  const runs: Record<string, OpenLoopRun> = {};
+  for (let slice = 0; slice < SLICES; slice++) {
+    for (const target of chosen) {
+      const result = withCpu(
+        target.pids(),
+        () => openLoop(target.url, rate, target.headers),
+        target.name === 'vigil',
+      );
+      log(`  slice ${slice + 1}/${SLICES} ${target.name}: ${JSON.stringify(result)}`);
+      runs[target.name] ??= { slices: [], cpu: { cpu_us_per_request: 0 } };
+      runs[target.name]?.slices.push(result);
+    }
+  }
+  for (const run of Object.values(runs)) run.cpu = combinedCpu(run.slices);
+  return runs;
+}
+
+/** Latency of one target over its slices: the median slice's figures, and the worst. */
+const latencyOf = (run: OpenLoopRun | undefined) => {
+  const slices = run?.slices ?? [];
+  return {
+    p50: median(slices.map((result) => result.p50_us)),
+    p99: median(slices.map((result) => result.p99_us)),
+    p999: median(slices.map((result) => result.p999_us)),
+    max: Math.max(...slices.map((result) => result.max_us)),
+    p99_by_slice: slices.map((result) => result.p99_us),
+  };
+};
+
+/** What Vigil adds to the pass-through's p99, slice by neighbouring slice; the median, in ms. */
+const addedP99Ms = (runs: Record<string, OpenLoopRun>) => {
+  const vigilSlices = runs.vigil?.slices ?? [];
+  const passthroughSlices = runs['node-passthrough']?.slices ?? [];
+  const differences = vigilSlices.map(
+    (result, index) => result.p99_us - (passthroughSlices[index]?.p99_us ?? Number.NaN),
+  );
+  return round(median(differences) / 1000, 2);
+};
+
+const halfRate = Math.max(1, Math.round(ours.rps / 2));
+log(`open loop at ${halfRate} req/s: ${SLICES} slices of ${OPEN_SECONDS / SLICES}s per target, in turns`);
+const half = openLoopInTurns(halfRate, targets);
 // A quarter of the peak as well: on a 2-core machine shared with the load generator and
 // the upstream, half of Vigil's peak keeps its main thread 70-85% busy, so the tail at
 // half load is queueing; a quarter shows what Vigil adds when the cores are not the limit.
 const quarterRate = Math.max(1, Math.round(ours.rps / 4));
-const quarter: Record<string, OpenLoopResult> = {};
-for (const target of targets.filter((candidate) => candidate.name !== 'nginx')) {
-  log(`open loop ${target.name} at ${quarterRate} req/s (${OPEN_SECONDS}s)`);
-  quarter[target.name] = openLoop(target.url, quarterRate, target.headers);
-  log(`  ${JSON.stringify(quarter[target.name])}`);
-}
-const quarterOf = (name: string) => {
-  const result = quarter[name] as OpenLoopResult;
-  return { p50: result.p50_us, p99: result.p99_us, p999: result.p999_us, max: result.max_us };
-};
-const halfOf = (name: string) => {
-  const result = half[name] as OpenLoopResult;
-  return { p50: result.p50_us, p99: result.p99_us, p999: result.p999_us, max: result.max_us };
-};
-const halfVigil = half.vigil as OpenLoopResult;
-const halfPassthrough = half['node-passthrough'] as OpenLoopResult;
+log(`open loop at ${quarterRate} req/s, the same way`);
+const quarter = openLoopInTurns(
+  quarterRate,
+  targets.filter((candidate) => candidate.name !== 'nginx'),
+);
 const cpuOf = (of: Record<string, { cpu_us_per_request: number }>) =>
   Object.fromEntries(targets.map((target) => [target.name, of[target.name]?.cpu_us_per_request]));
 process.stdout.write(
@@ -418,6 +509,13 @@ process.stdout.write(
       nginx: { p50: nginx.p50_us, p99: nginx.p99_us },
     },
     ratios: { 'node-passthrough': round(ours.rps / passthrough.rps), nginx: round(ours.rps / nginx.rps) },
+    // Each slice against its neighbours in time: how much of the ratio is the machine.
+    ratios_by_slice: {
+      'node-passthrough': ours.rps_by_slice.map((rps, index) =>
+        round(rps / (passthrough.rps_by_slice[index] ?? Number.NaN)),
+      ),
+      nginx: ours.rps_by_slice.map((rps, index) => round(rps / (nginx.rps_by_slice[index] ?? Number.NaN))),
+    },
     added_p99_us_vs_passthrough: round(ours.p99_us - passthrough.p99_us, 0),
     cpu_us_per_request: cpuOf(results),
     box_cpu_us_per_request: Object.fromEntries(
@@ -427,24 +525,27 @@ process.stdout.write(
     half_load: {
       rate: halfRate,
       latency_us: {
-        vigil: halfOf('vigil'),
-        'node-passthrough': halfOf('node-passthrough'),
-        nginx: halfOf('nginx'),
+        vigil: latencyOf(half.vigil),
+        'node-passthrough': latencyOf(half['node-passthrough']),
+        nginx: latencyOf(half.nginx),
       },
-      cpu_us_per_request: cpuOf(half),
-      vigil_cpu_us_by_thread: half.vigil?.cpu_us_by_thread,
-      client_send_lag_p99_us: Math.max(...Object.values(half).map((result) => result.send_lag_p99_us)),
+      cpu_us_per_request: Object.fromEntries(
+        Object.entries(half).map(([name, run]) => [name, run.cpu.cpu_us_per_request]),
+      ),
+      vigil_cpu_us_by_thread: half.vigil?.cpu.cpu_us_by_thread,
+      client_send_lag_p99_us: Math.max(
+        ...Object.values(half).flatMap((run) => run.slices.map((result) => result.send_lag_p99_us)),
+      ),
     },
-    added_p99_ms_half_load: round((halfVigil.p99_us - halfPassthrough.p99_us) / 1000, 2),
+    added_p99_ms_half_load: addedP99Ms(half),
     quarter_load: {
       rate: quarterRate,
-      latency_us: { vigil: quarterOf('vigil'), 'node-passthrough': quarterOf('node-passthrough') },
+      latency_us: {
+        vigil: latencyOf(quarter.vigil),
+        'node-passthrough': latencyOf(quarter['node-passthrough']),
+      },
     },
-    added_p99_ms_quarter_load: round(
-      ((quarter.vigil as OpenLoopResult).p99_us - (quarter['node-passthrough'] as OpenLoopResult).p99_us) /
-        1000,
-      2,
-    ),
+    added_p99_ms_quarter_load: addedP99Ms(quarter),
     machine: {
       cores: availableParallelism(),
       load_1m: [round(loadAtStart, 2), round(loadavg()[0] ?? 0, 2)],
@@ -455,7 +556,13 @@ process.stdout.write(
       threads: 1,
       connections: CONNECTIONS,
       duration: DURATION,
-      half_load: { tool: 'bench/_open-loop.ts (fixed rate, latency from due time)', seconds: OPEN_SECONDS },
+      slices: SLICES,
+      half_load: {
+        tool: 'bench/_open-loop.ts (fixed rate, latency from due time)',
+        seconds: OPEN_SECONDS,
+        slices: SLICES,
+        latency: 'median slice; added p99 is the median of differences between neighbouring slices',
+      },
     },
     per_request:
       'session cookie unseal + in-memory session, compiled policy, cached ES256 assertion, audit enqueue (SQLite written by a worker thread)',
