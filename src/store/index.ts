@@ -1,5 +1,5 @@
 export type { ChangeChannel, ChangeEvent, ChangeFeed, ChangeInput } from './change-feed.ts';
-export { isSqliteBusy, isUniqueViolation } from './errors.ts';
+export { isUniqueViolation } from './errors.ts';
 export { MIGRATION_NAMES } from './migrations.ts';
 export {
   LATEST_MIGRATION,

@@ -10,6 +10,7 @@ import {
   SqliteDialect,
   SqliteDriver,
 } from 'kysely';
+import { isSqliteBusy } from './errors.ts';
 
 /** How long a writer waits for another process holding the SQLite write lock. */
 export const BUSY_TIMEOUT_MS = 5000;
@@ -101,9 +102,6 @@ class NodeSqliteDialect extends SqliteDialect {
   }
 }
 
-const SQLITE_BUSY = 5;
-const SQLITE_LOCKED = 6;
-
 /**
  * Switches a file to WAL. SQLite answers BUSY to the switch at once, without its busy
  * handler, when another process opens the same new file at that moment (two replicas
@@ -117,8 +115,7 @@ function enableWal(database: DatabaseSync): void {
       database.exec('pragma journal_mode = wal');
       return;
     } catch (error) {
-      const code = (error as { errcode?: number }).errcode;
-      if ((code !== SQLITE_BUSY && code !== SQLITE_LOCKED) || Date.now() > deadline) throw error;
+      if (!isSqliteBusy(error) || Date.now() > deadline) throw error;
       Atomics.wait(pause, 0, 0, 5 + Math.floor(Math.random() * 20));
     }
   }
