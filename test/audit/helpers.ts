@@ -1,6 +1,7 @@
 import { generateKeyPair } from 'jose';
 import type { AdminEvent, DecisionEvent } from '../../src/audit/index.ts';
 import { openStore, type Store } from '../../src/store/index.ts';
+import { freshSqliteUrl } from '../support/databases.ts';
 
 export const T0 = Date.UTC(2026, 0, 5, 12, 0, 0);
 
@@ -50,4 +51,17 @@ export async function withStore<T>(url: string, work: (store: Store) => Promise<
 
 export async function checkpointKeys() {
   return generateKeyPair('ES256', { extractable: true });
+}
+
+/**
+ * A store URL and `worker` option for each place a batch can be appended: the writer's
+ * thread (SQLite file), the calling thread (same, worker off), and `:memory:` (one
+ * connection, so the calling thread whatever the option says).
+ */
+export function everyAppendingThread(): ReadonlyArray<readonly [string, boolean]> {
+  return [
+    [freshSqliteUrl(), true],
+    [freshSqliteUrl(), false],
+    ['sqlite://:memory:', true],
+  ];
 }

@@ -27,7 +27,7 @@ import { ManualClock } from '../../src/internal/clock.ts';
 import type { Store } from '../../src/store/index.ts';
 import { freshPostgresUrl, freshSqliteUrl, STORE_TARGETS } from '../support/databases.ts';
 import { tempDir } from '../support/tmp.ts';
-import { admin, checkpointKeys, T0, withStore } from './helpers.ts';
+import { admin, checkpointKeys, everyAppendingThread, T0, withStore } from './helpers.ts';
 
 // Writes are started by size or by flush() only: the timer never fires within a test.
 const QUIET = { flushIntervalMs: 60_000, clock: new ManualClock(T0) };
@@ -229,11 +229,7 @@ describe('enqueueDecision', () => {
   it('stores byte-identical chains data from the writer thread, the calling thread and :memory:', async () => {
     const input = [fullFacts({ requestId: 'same-1' }), facts({ requestId: 'same-2' })];
     const chains: string[][] = [];
-    for (const [url, worker] of [
-      [freshSqliteUrl(), true],
-      [freshSqliteUrl(), false],
-      ['sqlite://:memory:', true],
-    ] as const) {
+    for (const [url, worker] of everyAppendingThread()) {
       await withStore(url, async (store) => {
         const log = createAuditLog(store, { ...QUIET, worker });
         for (const entry of input) log.enqueueDecision(entry);

@@ -16,7 +16,7 @@ import { isVigilError } from '../../src/errors.ts';
 import { ManualClock } from '../../src/internal/clock.ts';
 import { createMetricsRegistry } from '../../src/telemetry/index.ts';
 import { freshSqliteUrl } from '../support/databases.ts';
-import { admin, decision, T0, withStore } from './helpers.ts';
+import { admin, decision, everyAppendingThread, T0, withStore } from './helpers.ts';
 
 // Writes are started by size or by flush() only: the timer never fires within a test.
 const QUIET = { flushIntervalMs: 60_000, clock: new ManualClock(T0) };
@@ -151,11 +151,7 @@ describe('audit log queue', () => {
 describe('audit writer thread', () => {
   it('writes one verifiable chain whichever thread commits: worker, calling thread, in-memory store', async () => {
     const hashes: string[][] = [];
-    for (const [url, worker] of [
-      [freshSqliteUrl(), true],
-      [freshSqliteUrl(), false],
-      ['sqlite://:memory:', true],
-    ] as const) {
+    for (const [url, worker] of everyAppendingThread()) {
       await withStore(url, async (store) => {
         const log = createAuditLog(store, { ...QUIET, batchSize: 3, worker });
         for (let index = 0; index < 7; index++) log.enqueue(decision({ requestId: `same-${index}` }));
