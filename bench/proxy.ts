@@ -1,6 +1,7 @@
 // bench/proxy.ts — req/s and latency through (a) a bare Node pass-through, (b) Vigil with
 // session + policy + assertion + audit on every request, (c) nginx proxy_pass; same
-// upstream, same wrk load, same run. Then the latency each adds at half of Vigil's peak:
+// upstream, same wrk load, same run; and, with wrk only, (a) sending Vigil's headers on,
+// which splits Vigil's cost over (a) into what its output costs and what it does. Then the latency each adds at half of Vigil's peak:
 // an open-loop client (bench/_open-loop.ts) sends at a fixed rate and times each request
 // from when it was due, so stalls are not hidden as wrk's closed loop hides them.
 // Targets take turns in short slices (BENCH_SLICES) so that a machine whose speed drifts
@@ -333,18 +334,41 @@ const passthroughChild = await child(
   ['passthrough', `http://127.0.0.1:${upstream.port}`],
   process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [],
 );
+// The same pass-through sending Vigil's headers on: of Vigil's cost over (a), the part
+// any proxy with Vigil's output pays (measured with wrk only, not at fixed rates).
+const headersChild = await child(['passthrough-vigil-headers', `http://127.0.0.1:${upstream.port}`]);
 const nginxStarted = await startNginx(upstream.port);
 const vigil = await startVigil(upstream.port);
 if (PIN) {
-  for (const pid of [passthroughChild.pid, vigil.pid, nginxStarted.pid, ...childPids(nginxStarted.pid)])
+  for (const pid of [
+    passthroughChild.pid,
+    headersChild.pid,
+    vigil.pid,
+    nginxStarted.pid,
+    ...childPids(nginxStarted.pid),
+  ])
     pin(pid, PROXY_CPU);
 }
 log(
   `upstream :${upstream.port}  pass-through :${passthroughChild.port}  nginx :${nginxStarted.port}  vigil ${vigil.url}`,
 );
+// BENCH_HOLD=1: set up, print where everything is, and wait (until Ctrl-C) for a load
+// and a profiler run by hand: `wrk -H "cookie: …" URL`, `perf record -p PID`.
+if (process.env.BENCH_HOLD === '1') {
+  process.stdout.write(
+    `${JSON.stringify({
+      vigil: { url: `${vigil.url}/`, cookie: vigil.cookie, pid: vigil.pid },
+      passthrough: { url: `http://127.0.0.1:${passthroughChild.port}/`, pid: passthroughChild.pid },
+      nginx: { url: `http://127.0.0.1:${nginxStarted.port}/`, pid: nginxStarted.pid },
+      upstream: { port: upstream.port, pid: upstream.pid },
+    })}\n`,
+  );
+  process.on('SIGINT', () => process.exit(0));
+  await new Promise(() => {});
+}
 
 interface Target {
-  name: 'node-passthrough' | 'vigil' | 'nginx';
+  name: 'node-passthrough' | 'node-passthrough-vigil-headers' | 'vigil' | 'nginx';
   url: string;
   headers: Record<string, string>;
   /** The proxy's processes, whose CPU time is charged to it. */
@@ -356,6 +380,12 @@ const targets: Target[] = [
     url: `http://127.0.0.1:${passthroughChild.port}/`,
     headers: {},
     pids: () => [passthroughChild.pid],
+  },
+  {
+    name: 'node-passthrough-vigil-headers',
+    url: `http://127.0.0.1:${headersChild.port}/`,
+    headers: { cookie: vigil.cookie },
+    pids: () => [headersChild.pid],
   },
   { name: 'vigil', url: `${vigil.url}/`, headers: { cookie: vigil.cookie }, pids: () => [vigil.pid] },
   {
@@ -433,6 +463,9 @@ type Measured = (typeof results)[string];
 const ours = results.vigil as Measured;
 const passthrough = results['node-passthrough'] as Measured;
 const nginx = results.nginx as Measured;
+const withHeaders = results['node-passthrough-vigil-headers'] as Measured;
+/** The fixed-rate loads compare Vigil with the plain pass-through and nginx only. */
+const latencyTargets = targets.filter((target) => target.name !== 'node-passthrough-vigil-headers');
 const round = (value: number, digits = 3) => Number(value.toFixed(digits));
 
 /** One target's fixed-rate slices at one rate, with its CPU cost over all of them. */
@@ -484,7 +517,7 @@ const addedP99Ms = (runs: Record<string, OpenLoopRun>) => {
 
 const halfRate = Math.max(1, Math.round(ours.rps / 2));
 log(`open loop at ${halfRate} req/s: ${SLICES} slices of ${OPEN_SECONDS / SLICES}s per target, in turns`);
-const half = openLoopInTurns(halfRate, targets);
+const half = openLoopInTurns(halfRate, latencyTargets);
 // A quarter of the peak as well: on a 2-core machine shared with the load generator and
 // the upstream, half of Vigil's peak keeps its main thread 70-85% busy, so the tail at
 // half load is queueing; a quarter shows what Vigil adds when the cores are not the limit.
@@ -492,7 +525,7 @@ const quarterRate = Math.max(1, Math.round(ours.rps / 4));
 log(`open loop at ${quarterRate} req/s, the same way`);
 const quarter = openLoopInTurns(
   quarterRate,
-  targets.filter((candidate) => candidate.name !== 'nginx'),
+  latencyTargets.filter((candidate) => candidate.name !== 'nginx'),
 );
 const cpuOf = (of: Record<string, { cpu_us_per_request: number }>) =>
   Object.fromEntries(targets.map((target) => [target.name, of[target.name]?.cpu_us_per_request]));
@@ -503,18 +536,31 @@ process.stdout.write(
     value: round(ours.rps, 0),
     p50_us: ours.p50_us,
     p99_us: ours.p99_us,
-    peers: { 'node-passthrough': round(passthrough.rps, 0), nginx: round(nginx.rps, 0) },
+    peers: {
+      'node-passthrough': round(passthrough.rps, 0),
+      nginx: round(nginx.rps, 0),
+      'node-passthrough-vigil-headers': round(withHeaders.rps, 0),
+    },
     peer_latency_us: {
       'node-passthrough': { p50: passthrough.p50_us, p99: passthrough.p99_us },
       nginx: { p50: nginx.p50_us, p99: nginx.p99_us },
     },
-    ratios: { 'node-passthrough': round(ours.rps / passthrough.rps), nginx: round(ours.rps / nginx.rps) },
+    ratios: {
+      'node-passthrough': round(ours.rps / passthrough.rps),
+      nginx: round(ours.rps / nginx.rps),
+      'node-passthrough-vigil-headers': round(ours.rps / withHeaders.rps),
+    },
+    // The pass-through sending Vigil's headers, against the plain one: what the headers cost.
+    headers_only_ratio_to_passthrough: round(withHeaders.rps / passthrough.rps),
     // Each slice against its neighbours in time: how much of the ratio is the machine.
     ratios_by_slice: {
       'node-passthrough': ours.rps_by_slice.map((rps, index) =>
         round(rps / (passthrough.rps_by_slice[index] ?? Number.NaN)),
       ),
       nginx: ours.rps_by_slice.map((rps, index) => round(rps / (nginx.rps_by_slice[index] ?? Number.NaN))),
+      'node-passthrough-vigil-headers': ours.rps_by_slice.map((rps, index) =>
+        round(rps / (withHeaders.rps_by_slice[index] ?? Number.NaN)),
+      ),
     },
     added_p99_us_vs_passthrough: round(ours.p99_us - passthrough.p99_us, 0),
     cpu_us_per_request: cpuOf(results),

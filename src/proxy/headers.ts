@@ -55,25 +55,40 @@ export function upstreamHeaders(
 /**
  * Response headers for the client from the upstream's raw header list (name, value, …):
  * the same less hop-by-hop ones, as a flat list for `writeHead`, repeated headers kept.
+ * One pass converting each name and value once; the headers a Connection header lists
+ * (anywhere in the list) are taken out afterwards, which is rare: upstreams list
+ * `keep-alive` or `close`, both dropped anyway.
  */
 export function downstreamRawHeaders(raw: readonly Buffer[]): string[] {
   const out: string[] = [];
   let connection: string | undefined;
   for (let index = 0; index < raw.length; index += 2) {
     const name = (raw[index] as Buffer).toString('latin1');
-    if (name.length === 10 && name.toLowerCase() === 'connection') {
-      const value = (raw[index + 1] as Buffer).toString('latin1');
-      connection = connection === undefined ? value : `${connection},${value}`;
-    }
-  }
-  const connectionListed = connectionTokens(connection);
-  for (let index = 0; index < raw.length; index += 2) {
-    const name = (raw[index] as Buffer).toString('latin1');
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || connectionListed?.has(lower)) continue;
+    if (HOP_BY_HOP.has(lower)) {
+      if (lower === 'connection') {
+        const value = (raw[index + 1] as Buffer).toString('latin1');
+        connection = connection === undefined ? value : `${connection},${value}`;
+      }
+      continue;
+    }
     out.push(name, (raw[index + 1] as Buffer).toString('latin1'));
   }
-  return out;
+  if (connection === undefined) return out;
+  const listed = connectionTokens(connection) as ReadonlySet<string>;
+  if (!listsEndToEndHeaders(listed)) return out;
+  const kept: string[] = [];
+  for (let index = 0; index < out.length; index += 2) {
+    const name = out[index] as string;
+    if (!listed.has(name.toLowerCase())) kept.push(name, out[index + 1] as string);
+  }
+  return kept;
+}
+
+/** Whether a Connection header names anything but `close` and headers dropped anyway. */
+function listsEndToEndHeaders(listed: ReadonlySet<string>): boolean {
+  for (const token of listed) if (token !== 'close' && token !== '' && !HOP_BY_HOP.has(token)) return true;
+  return false;
 }
 
 /**

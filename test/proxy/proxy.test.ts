@@ -230,6 +230,30 @@ describe('proxy: relaying the upstream response', () => {
     assert.doesNotMatch(response.all, /x-hop|timeout=5/i);
   });
 
+  it('drops a header listed by a Connection header that comes after it', async () => {
+    const upstream = await upstreamWith((_request, response) => {
+      response.writeHead(200, [
+        'X-Hop',
+        'secret',
+        'X-Kept',
+        'yes',
+        'Connection',
+        'keep-alive',
+        'Connection',
+        'X-HOP',
+        'Content-Length',
+        '2',
+      ]);
+      response.end('ok');
+    });
+    const { url } = await startProxy(upstream.url);
+    const response = await raw(url, get('/', 'bob'));
+    upstream.close();
+    assert.equal(response.status, 200);
+    assert.match(response.all, /^x-kept: yes\r$/im);
+    assert.doesNotMatch(response.all, /x-hop|secret/i);
+  });
+
   it('streams a large body through a slow client without holding it whole (backpressure)', async () => {
     const chunk = Buffer.alloc(64 * 1024, 'z');
     const chunks = 640; // 40 MiB, more than the socket buffers on the way can hold
