@@ -2,6 +2,7 @@ import { type CompiledQuery, type Kysely, sql, type Transaction } from 'kysely';
 import type { AuditEventsTable, Database, Store, StoreDialect } from '../store/index.ts';
 import { GENESIS_HASH, linkEvents, type PreparedEvent } from './chain.ts';
 import { type CheckpointSigner, signCheckpoint } from './checkpoint.ts';
+import type { Pace } from './pace.ts';
 
 /**
  * Rows per SQLite INSERT: 7 parameters a row stays far below SQLite's 32766 limit. A
@@ -9,6 +10,12 @@ import { type CheckpointSigner, signCheckpoint } from './checkpoint.ts';
  * one JSON parameter with json_each, which parses the whole batch a second time.
  */
 const SQLITE_ROWS_PER_INSERT = 512;
+
+/**
+ * Rows linked or inserted between two calls of a pace: a fraction of a millisecond of
+ * work (hashing ≈ 1 µs and inserting ≈ 5 µs a row).
+ */
+const PACED_CHUNK = 32;
 
 /**
  * Compiled INSERT statements by row count (512 and the powers of two below it, so a
@@ -40,6 +47,8 @@ export interface AppendOptions {
   /** Sign a checkpoint once this many events follow the last one. */
   checkpointEvery: number;
   now: number;
+  /** Called between chunks of linking and inserting (see pace.ts). */
+  pace?: Pace;
 }
 
 export interface AppendResult {
@@ -79,11 +88,12 @@ export async function appendBatch(
       .orderBy('seq', 'desc')
       .limit(1)
       .executeTakeFirst();
-    const rows = linkEvents(
+    const rows = await linkInChunks(
       events,
       tail ? { seq: Number(tail.seq), hash: tail.hash } : { seq: 0, hash: GENESIS_HASH },
+      options.pace,
     );
-    await insertAuditRows(trx, store.dialect, rows);
+    await insertAuditRows(trx, store.dialect, rows, options.pace);
     const last = rows.at(-1);
     if (!options.signer || !last) return { rows };
     const previous = await trx
@@ -101,6 +111,25 @@ export async function appendBatch(
       .execute();
     return { rows, checkpoint: { seq: last.seq, hash: last.hash } };
   });
+}
+
+/** linkEvents, a chunk at a time with the pace called between chunks. */
+async function linkInChunks(
+  events: readonly PreparedEvent[],
+  after: { seq: number; hash: string },
+  pace: Pace | undefined,
+): Promise<AuditEventsTable[]> {
+  if (pace === undefined) return linkEvents(events, after);
+  const rows: AuditEventsTable[] = [];
+  let tail = after;
+  for (let start = 0; start < events.length; start += PACED_CHUNK) {
+    for (const row of linkEvents(events.slice(start, start + PACED_CHUNK), tail)) rows.push(row);
+    const last = rows.at(-1) as AuditEventsTable;
+    tail = { seq: last.seq, hash: last.hash };
+    const pausing = pace();
+    if (pausing) await pausing;
+  }
+  return rows;
 }
 
 /** A batch as an earlier attempt committed it: its rows from the first one, and its checkpoint. */
@@ -145,12 +174,14 @@ async function committedBatch(
 
 /**
  * Inserts rows as they are: multi-row VALUES on SQLite, one `unnest` of column arrays
- * on PostgreSQL (one statement and seven parameters whatever the batch size).
+ * on PostgreSQL (one statement and seven parameters whatever the batch size). With a
+ * pace, SQLite statements are PACED_CHUNK rows at most and the pace is called after each.
  */
 export async function insertAuditRows(
   db: Kysely<Database> | Transaction<Database>,
   dialect: StoreDialect,
   rows: readonly AuditEventsTable[],
+  pace?: Pace,
 ): Promise<void> {
   if (rows.length === 0) return;
   if (dialect === 'postgres') {
@@ -164,7 +195,8 @@ export async function insertAuditRows(
   }
   let start = 0;
   // Full chunks, then the remainder as power-of-two chunks: at most 10 statement texts.
-  for (let size = SQLITE_ROWS_PER_INSERT; start < rows.length; size = Math.max(1, size >> 1)) {
+  const largest = pace === undefined ? SQLITE_ROWS_PER_INSERT : PACED_CHUNK;
+  for (let size = largest; start < rows.length; size = Math.max(1, size >> 1)) {
     while (rows.length - start >= size) {
       const parameters: unknown[] = new Array(size * 7);
       for (let index = 0; index < size; index++) {
@@ -180,6 +212,8 @@ export async function insertAuditRows(
       }
       await db.executeQuery({ ...sqliteInsert(db, size), parameters });
       start += size;
+      const pausing = pace?.();
+      if (pausing) await pausing;
     }
   }
 }

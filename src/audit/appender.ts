@@ -4,6 +4,7 @@ import { appendBatch } from './append.ts';
 import { batchIdPrefix, recordFromRow } from './chain.ts';
 import type { CheckpointSigner } from './checkpoint.ts';
 import type { Detector, DetectorSpec } from './detect.ts';
+import { eventLoopPace, type Pace } from './pace.ts';
 import { BatchPreparer, type InvalidEvent, type PreparedBatch } from './prepare.ts';
 import { type QueuedEvents, sendableQueue } from './queue.ts';
 import type { SinkEntry } from './sink.ts';
@@ -55,22 +56,22 @@ export interface ChainAppenderOptions {
   dedupeMs: number | undefined;
   /** The writer's part of its event ids (eventIdPrefix): the same for every thread it starts. */
   idPrefix: string;
-  /** Give the event loop back every so many events while preparing. */
-  yieldEvery?: number;
+  /** Makes the pace of one batch: how it hands the CPU back between steps (pace.ts). */
+  pace?: () => Pace;
 }
 
 export class ChainAppender {
   readonly #store: Store;
   readonly #signer: CheckpointSigner | undefined;
   readonly #preparer: BatchPreparer;
-  readonly #yieldEvery: number | undefined;
+  readonly #pace: (() => Pace) | undefined;
   readonly #idPrefix: string;
   #prepared: { id: number; batch: PreparedBatch } | undefined;
 
   constructor(store: Store, options: ChainAppenderOptions) {
     this.#store = store;
     this.#signer = options.signer;
-    this.#yieldEvery = options.yieldEvery;
+    this.#pace = options.pace;
     this.#preparer = new BatchPreparer(options.detectors, {
       dedupeMs: options.dedupeMs,
       idPrefix: options.idPrefix,
@@ -79,9 +80,10 @@ export class ChainAppender {
   }
 
   async append(request: AppendRequest): Promise<AppendSummary> {
+    const pace = this.#pace?.();
     let prepared = this.#prepared?.id === request.id ? this.#prepared.batch : undefined;
     if (prepared === undefined) {
-      prepared = await this.#preparer.prepare(request.queued, request.id, request.now, this.#yieldEvery);
+      prepared = await this.#preparer.prepare(request.queued, request.id, request.now, pace);
       this.#prepared = { id: request.id, batch: prepared };
     }
     const { rows, checkpoint, replayed } = await appendBatch(this.#store, prepared.events, {
@@ -89,6 +91,7 @@ export class ChainAppender {
       checkpointEvery: request.checkpointEvery,
       now: request.now,
       ...(this.#signer ? { signer: this.#signer } : {}),
+      ...(pace ? { pace } : {}),
     });
     this.#prepared = undefined;
     const summary: AppendSummary = {
@@ -120,8 +123,8 @@ function alertsIn(rows: readonly AuditEventsTable[]): Record<string, number> {
 const IN_THREAD_YIELD_EVERY = 128;
 
 /** Prepares and writes from the calling thread through the store's own connection (PostgreSQL, `:memory:`). */
-export function inThreadAppender(store: Store, options: Omit<ChainAppenderOptions, 'yieldEvery'>): Appender {
-  const appender = new ChainAppender(store, { ...options, yieldEvery: IN_THREAD_YIELD_EVERY });
+export function inThreadAppender(store: Store, options: Omit<ChainAppenderOptions, 'pace'>): Appender {
+  const appender = new ChainAppender(store, { ...options, pace: () => eventLoopPace(IN_THREAD_YIELD_EVERY) });
   return { append: (request) => appender.append(request), close: async () => {} };
 }
 
@@ -129,7 +132,7 @@ export function inThreadAppender(store: Store, options: Omit<ChainAppenderOption
 /** A worker builds its detectors from their specs: functions cannot cross threads. */
 export type WorkerInit = { file: string; detectors: readonly DetectorSpec[] } & Omit<
   ChainAppenderOptions,
-  'detectors' | 'yieldEvery'
+  'detectors' | 'pace'
 >;
 
 export type WorkerBatch = AppendRequest & { type: 'append' };

@@ -1,6 +1,7 @@
 import { batchIdPrefix, eventId, type PreparedEvent, prepareEvent } from './chain.ts';
 import { DetectionPipeline, type Detector } from './detect.ts';
 import type { AuditEvent } from './events.ts';
+import type { Pace } from './pace.ts';
 import { type QueuedEvents, queuedEntries, UNSENDABLE } from './queue.ts';
 
 /** An enqueued event that could not be encoded (a caller bug), recorded as an alert instead. */
@@ -34,16 +35,9 @@ export class BatchPreparer {
   /**
    * `batch` numbers the batch in the writer (its events' ids derive from it); `now` is
    * the log's clock when the batch was taken, the time of an event that cannot be encoded
-   * and has no usable time of its own. `yieldEvery`: on the event loop, hand
-   * it back after so many events, so that a batch of thousands does not hold requests
-   * back for milliseconds.
+   * and has no usable time of its own. `pace` is called between events (see pace.ts).
    */
-  async prepare(
-    queued: QueuedEvents,
-    batch: number,
-    now: number,
-    yieldEvery = Number.POSITIVE_INFINITY,
-  ): Promise<PreparedBatch> {
+  async prepare(queued: QueuedEvents, batch: number, now: number, pace?: Pace): Promise<PreparedBatch> {
     const entries = queuedEntries(queued);
     const prepared: PreparedBatch = { events: [], alerts: {}, invalid: [] };
     const idPrefix = batchIdPrefix(this.#idPrefix, batch);
@@ -53,7 +47,8 @@ export class BatchPreparer {
         prepared.alerts[event.detector] = (prepared.alerts[event.detector] ?? 0) + 1;
     };
     for (let index = 0; index < entries.length; index++) {
-      if (index > 0 && index % yieldEvery === 0) await new Promise((resolve) => setImmediate(resolve));
+      const pausing = pace?.();
+      if (pausing) await pausing;
       const entry = entries[index] as (typeof entries)[number];
       let original: AuditEvent | undefined;
       try {
