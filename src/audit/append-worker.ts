@@ -16,10 +16,11 @@ const { file, signer, detectors, dedupeMs, idPrefix } = workerData as WorkerInit
 const PACE_SLICE_MS = 0.1;
 /**
  * The checkpoint that copies the WAL back into the database runs inside a commit and
- * cannot be paced: at SQLite's default of 1000 pages it held a core for 4–5 ms (the
- * longest runs of this thread in `perf record`). An eighth of that keeps it near half a
- * millisecond; the pages copied are the same, in more, smaller checkpoints. And the
- * checkpoints happen here, not in a commit on the event loop.
+ * cannot be paced: at SQLite's default of 1000 pages it held a core for 4–5.6 ms (the
+ * longest runs of this thread in `perf record`); at 128, 1–3 ms (the pages of a batch or
+ * two, and the fsync); at 32, hardly shorter for a fifth more CPU. The pages copied are
+ * the same, in more, smaller checkpoints, and they happen here, not in a commit on the
+ * event loop.
  */
 const WRITER_WAL_AUTOCHECKPOINT_PAGES = 128;
 

@@ -18,17 +18,18 @@ function busyFor(ms: number): void {
 
 describe('audit: pacing a batch', () => {
   it('threadPace sleeps as long as the thread ran once it has run a slice, and not before', () => {
-    const pace = threadPace(20);
+    // Bounds far apart, so that a stall of this machine cannot pass for a sleep or hide one.
+    const pace = threadPace(100);
     const before = performance.now();
     assert.equal(pace(), undefined);
-    assert.ok(performance.now() - before < 20, 'no sleep before a slice has run');
-    busyFor(30);
+    assert.ok(performance.now() - before < 100, 'no sleep before a slice has run');
+    busyFor(120);
     const sleeping = performance.now();
     assert.equal(pace(), undefined, 'a synchronous sleep, nothing to await');
-    assert.ok(performance.now() - sleeping >= 29, 'slept about as long as it ran');
+    assert.ok(performance.now() - sleeping >= 119, 'slept about as long as it ran');
     const after = performance.now();
     pace();
-    assert.ok(performance.now() - after < 20, 'the clock starts again after the sleep');
+    assert.ok(performance.now() - after < 100, 'the clock starts again after the sleep');
   });
 
   it('eventLoopPace hands the event loop back every so many steps', async () => {
