@@ -32,6 +32,16 @@ describe('audit: pacing a batch', () => {
     assert.ok(performance.now() - after < 100, 'the clock starts again after the sleep');
   });
 
+  it('threadPace sleeps at most a few slices after a long wait (a preempted thread must not fall behind)', () => {
+    const pace = threadPace(20);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 400);
+    const start = performance.now();
+    pace();
+    const slept = performance.now() - start;
+    assert.ok(slept >= 79, `slept the longest sleep, 4 slices (${slept} ms)`);
+    assert.ok(slept < 250, `not the 400 ms the thread was away (${slept} ms)`);
+  });
+
   it('eventLoopPace hands the event loop back every so many steps', async () => {
     const pace = eventLoopPace(3);
     const steps = [pace(), pace(), pace(), pace(), pace(), pace()];
