@@ -52,7 +52,7 @@ const appender: Promise<ChainAppender> = opened.then(
       detectors: detectors.map(detectorFromSpec),
       dedupeMs,
       idPrefix,
-      pace: () => threadPace(PACE_SLICE_MS),
+      pace: (request) => (request.hurry ? undefined : threadPace(PACE_SLICE_MS)),
     }),
 );
 appender.catch(() => {});

@@ -36,6 +36,11 @@ export interface AppendRequest {
   now: number;
   /** Return every event as stored (`entries`), for sinks. */
   entries: boolean;
+  /**
+   * The log is behind (the batch is full, or a full one waits behind it): write it at
+   * full speed rather than at the writer thread's pace (see threadPace).
+   */
+  hurry?: boolean;
 }
 
 /** Detects, encodes and commits batches to the chain; one batch at a time. */
@@ -56,15 +61,15 @@ export interface ChainAppenderOptions {
   dedupeMs: number | undefined;
   /** The writer's part of its event ids (eventIdPrefix): the same for every thread it starts. */
   idPrefix: string;
-  /** Makes the pace of one batch: how it hands the CPU back between steps (pace.ts). */
-  pace?: () => Pace;
+  /** Makes the pace of one batch: how it hands the CPU back between steps (pace.ts); none: at once. */
+  pace?: (request: AppendRequest) => Pace | undefined;
 }
 
 export class ChainAppender {
   readonly #store: Store;
   readonly #signer: CheckpointSigner | undefined;
   readonly #preparer: BatchPreparer;
-  readonly #pace: (() => Pace) | undefined;
+  readonly #pace: ((request: AppendRequest) => Pace | undefined) | undefined;
   readonly #idPrefix: string;
   #prepared: { id: number; batch: PreparedBatch } | undefined;
 
@@ -80,7 +85,7 @@ export class ChainAppender {
   }
 
   async append(request: AppendRequest): Promise<AppendSummary> {
-    const pace = this.#pace?.();
+    const pace = this.#pace?.(request);
     let prepared = this.#prepared?.id === request.id ? this.#prepared.batch : undefined;
     if (prepared === undefined) {
       prepared = await this.#preparer.prepare(request.queued, request.id, request.now, pace);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { appendBatch } from '../../src/audit/append.ts';
 import { batchIdPrefix, eventId, prepareEvent } from '../../src/audit/chain.ts';
 import { createAuditLog, verifyChain } from '../../src/audit/index.ts';
@@ -81,6 +82,33 @@ describe('audit: pacing a batch', () => {
     assert.deepEqual(paced, unpaced);
     // 300 rows: linked in 10 chunks of 32 at most, inserted in 10 statements.
     assert.ok(paces >= 20, `the pace was called between chunks (${paces} calls)`);
+  });
+
+  it('a batch is paced unless the log is behind (the batch is full, or a full one waits)', async () => {
+    const hurried: boolean[] = [];
+    const postMessage = Worker.prototype.postMessage;
+    Worker.prototype.postMessage = function (this: Worker, message: { type?: string; hurry?: boolean }) {
+      if (message?.type === 'append') hurried.push(message.hurry === true);
+      return postMessage.call(this, message);
+    };
+    try {
+      await withStore(freshSqliteUrl(), async (store) => {
+        const log = createAuditLog(store, {
+          flushIntervalMs: 60_000,
+          batchSize: 100,
+          clock: new ManualClock(T0),
+        });
+        for (let index = 0; index < 10; index++) assert.ok(log.enqueue(decision()));
+        await log.flush();
+        for (let index = 0; index < 250; index++) assert.ok(log.enqueue(decision()));
+        await log.flush();
+        await log.close();
+        assert.equal(log.stats.appended, 260);
+      });
+    } finally {
+      Worker.prototype.postMessage = postMessage;
+    }
+    assert.deepEqual(hurried, [false, true, true, false]);
   });
 
   it("the writer's thread checkpoints the WAL in small steps", async () => {
