@@ -1,9 +1,10 @@
 // bench/proxy.ts — req/s and latency through (a) a bare Node pass-through, (b) Vigil with
 // session + policy + assertion + audit on every request, (c) nginx proxy_pass; same
 // upstream, same wrk load, same run; and, with wrk only, (a) sending Vigil's headers on,
-// which splits Vigil's cost over (a) into what its output costs and what it does. Then the latency each adds at half of Vigil's peak:
-// an open-loop client (bench/_open-loop.ts) sends at a fixed rate and times each request
-// from when it was due, so stalls are not hidden as wrk's closed loop hides them.
+// which splits Vigil's cost over (a) into what its output costs and what it does. Then
+// the latency each adds at half of Vigil's peak: an open-loop client (bench/_open-loop.ts)
+// sends at a fixed rate and times each request from when it was due, so stalls are not
+// hidden as wrk's closed loop hides them.
 // Targets take turns in short slices (BENCH_SLICES) so that a machine whose speed drifts
 // slows them alike. Prints one JSON line last.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -359,6 +360,7 @@ if (process.env.BENCH_HOLD === '1') {
     `${JSON.stringify({
       vigil: { url: `${vigil.url}/`, cookie: vigil.cookie, pid: vigil.pid },
       passthrough: { url: `http://127.0.0.1:${passthroughChild.port}/`, pid: passthroughChild.pid },
+      passthroughVigilHeaders: { url: `http://127.0.0.1:${headersChild.port}/`, pid: headersChild.pid },
       nginx: { url: `http://127.0.0.1:${nginxStarted.port}/`, pid: nginxStarted.pid },
       upstream: { port: upstream.port, pid: upstream.pid },
     })}\n`,

@@ -3,7 +3,6 @@
 // runs the detectors, encodes, links the chain, inserts, signs a due checkpoint and
 // commits, one batch at a time in arrival order.
 import { parentPort, workerData } from 'node:worker_threads';
-import { sql } from 'kysely';
 import { openStore, type Store } from '../store/index.ts';
 import { ChainAppender, type WorkerBatch, type WorkerInit, type WorkerReply } from './appender.ts';
 import { detectorFromSpec } from './detectors/specs.ts';
@@ -29,14 +28,9 @@ const PACE_SLICE_MS = 0.25;
 const WRITER_WAL_AUTOCHECKPOINT_PAGES = 128;
 
 // The schema is the server's business: this connection never migrates.
-const opened: Promise<Store> = openStore(`sqlite://${file}`, { migrate: false }).then(async (store) => {
-  try {
-    await sql.raw(`pragma wal_autocheckpoint = ${WRITER_WAL_AUTOCHECKPOINT_PAGES}`).execute(store.db);
-  } catch (error) {
-    await store.close();
-    throw error;
-  }
-  return store;
+const opened: Promise<Store> = openStore(`sqlite://${file}`, {
+  migrate: false,
+  walAutocheckpointPages: WRITER_WAL_AUTOCHECKPOINT_PAGES,
 });
 // A failed open fails the batch that is waiting and asks for a new thread, which opens the
 // file again when the writer retries (a lock held too long at start-up passes; this

@@ -122,14 +122,17 @@ function enableWal(database: DatabaseSync): void {
 }
 
 /** Opens (creating if needed) a SQLite file, or `:memory:`, as a Kysely dialect. */
-export function sqliteDialect(path: string): SqliteDialect {
+export function sqliteDialect(
+  path: string,
+  walAutocheckpointPages = WAL_AUTOCHECKPOINT_PAGES,
+): SqliteDialect {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const database = new DatabaseSync(path);
   database.exec(`pragma busy_timeout = ${BUSY_TIMEOUT_MS}`);
   if (path !== ':memory:') enableWal(database);
   // FULL: a committed batch (audit events above all) survives a power cut, not only a crash.
   database.exec('pragma synchronous = full');
-  database.exec(`pragma wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+  database.exec(`pragma wal_autocheckpoint = ${walAutocheckpointPages}`);
   database.exec('pragma foreign_keys = on');
   return new NodeSqliteDialect({ database: adapt(database) as never });
 }

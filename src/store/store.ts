@@ -43,6 +43,11 @@ export interface OpenStoreOptions {
   dataDir?: string;
   /** Apply migrations before returning (the server does; `vigil` tools that only read do not). */
   migrate?: boolean;
+  /**
+   * SQLite: WAL pages after which a commit on this connection copies them back into the
+   * database (SQLite's default, 1000, unless given; the audit writer's thread uses fewer).
+   */
+  walAutocheckpointPages?: number;
 }
 
 const DEFAULT_PING_TIMEOUT_MS = 2000;
@@ -83,14 +88,17 @@ function openSqlite(url: string, options: OpenStoreOptions): Store {
       'ERR_STORE_URL',
       'sqlite:// URL needs a path, e.g. sqlite:///var/lib/vigil/vigil.db',
     );
-  const db = new Kysely<Database>({ dialect: sqliteDialect(path) });
+  const autocheckpoint = options.walAutocheckpointPages ?? WAL_AUTOCHECKPOINT_PAGES;
+  if (!Number.isSafeInteger(autocheckpoint) || autocheckpoint < 0)
+    throw new TypeError(`walAutocheckpointPages must be a whole number of pages, not ${autocheckpoint}`);
+  const db = new Kysely<Database>({ dialect: sqliteDialect(path, autocheckpoint) });
   const changes = new InProcessChangeFeed();
   return {
     dialect: 'sqlite',
     db,
     changes,
     ...(path === ':memory:' ? {} : { file: path }),
-    tryWrite: (work) => sqliteTryWrite(db, work),
+    tryWrite: (work) => sqliteTryWrite(db, autocheckpoint, work),
     migrate: () => runMigrations(db, undefined),
     ping: async () => {
       await sql`select 1`.execute(db);
@@ -108,6 +116,7 @@ function openSqlite(url: string, options: OpenStoreOptions): Store {
  */
 async function sqliteTryWrite<T>(
   db: Kysely<Database>,
+  autocheckpoint: number,
   work: (trx: Transaction<Database>) => Promise<T>,
 ): Promise<TryWriteResult<T>> {
   return db.connection().execute(async (connection) => {
@@ -122,7 +131,7 @@ async function sqliteTryWrite<T>(
     } finally {
       await sql.raw(`pragma busy_timeout = ${BUSY_TIMEOUT_MS}`).execute(connection);
       await sql`pragma synchronous = full`.execute(connection);
-      await sql.raw(`pragma wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`).execute(connection);
+      await sql.raw(`pragma wal_autocheckpoint = ${autocheckpoint}`).execute(connection);
     }
   });
 }

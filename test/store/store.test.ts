@@ -214,6 +214,28 @@ describe('tryWrite', () => {
       assert.equal(await setting('wal_autocheckpoint'), 1000);
     });
   });
+
+  it("on SQLite, restores the connection's own checkpoint setting, and refuses a bad one", async () => {
+    const url = `sqlite://${join(tempDir(), 'vigil.db')}`;
+    const store = await openStore(url, { walAutocheckpointPages: 128 });
+    try {
+      const autocheckpoint = async () =>
+        Object.values(
+          (await sql.raw<Record<string, number>>('pragma wal_autocheckpoint').execute(store.db)).rows[0] ??
+            {},
+        )[0];
+      assert.equal(await autocheckpoint(), 128);
+      assert.deepEqual(await store.tryWrite(async () => 'done'), { written: true, value: 'done' });
+      assert.equal(await autocheckpoint(), 128, 'not the default 1000');
+    } finally {
+      await store.close();
+    }
+    for (const pages of [-1, 1.5, Number.NaN])
+      await assert.rejects(
+        openStore(url, { walAutocheckpointPages: pages }),
+        /walAutocheckpointPages must be a whole number/,
+      );
+  });
 });
 
 describe('store on postgres: change feed across connections', () => {
