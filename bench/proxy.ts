@@ -7,8 +7,20 @@
 // hidden as wrk's closed loop hides them.
 // Targets take turns in short slices (BENCH_SLICES) so that a machine whose speed drifts
 // slows them alike. Prints one JSON line last.
+// BENCH_COMPARE=DIR adds Vigil run from another checkout (`git worktree add DIR REV`,
+// `npm ci` there) as a fifth target, in the same turns: on a machine whose speed drifts by
+// a third within minutes, two revisions compare only side by side.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -22,7 +34,10 @@ const DURATION_SECONDS = (() => {
   return Number(match[1]) * (match[2] === 'm' ? 60 : 1);
 })();
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
-/** Seconds of fixed-rate load per target, after a second of warm-up that is not counted. */
+/**
+ * Seconds of fixed-rate load per target, after a second of warm-up that is not counted;
+ * 0 skips the fixed-rate runs (a quicker comparison of throughput alone).
+ */
 const OPEN_SECONDS = Number(process.env.BENCH_OPEN_SECONDS ?? 10);
 /**
  * Each target's measuring time (wrk's and the fixed-rate client's) is cut in this many
@@ -34,6 +49,9 @@ const OPEN_SECONDS = Number(process.env.BENCH_OPEN_SECONDS ?? 10);
 const SLICES = Math.max(1, Number(process.env.BENCH_SLICES ?? 4));
 const WRK_SLICE_SECONDS = Math.max(1, Math.round(DURATION_SECONDS / SLICES));
 const OPEN_WARMUP_MS = 1000;
+const COMPARE_DIR = process.env.BENCH_COMPARE;
+if (COMPARE_DIR !== undefined && !existsSync(join(COMPARE_DIR, 'src/cli/main.ts')))
+  throw new Error(`BENCH_COMPARE=${COMPARE_DIR}: no src/cli/main.ts there; give the root of a checkout`);
 /**
  * BENCH_PIN=1: each proxy alone on CPU 0, the load generator and the upstream on CPU 1
  * (taskset), as if they had machines of their own: the ratios then compare what the
@@ -270,10 +288,16 @@ http {
   throw new Error('nginx did not start');
 }
 
-async function startVigil(upstreamPort: number): Promise<{ url: string; cookie: string; pid: number }> {
+/** Vigil from this checkout, or from `checkout` (BENCH_COMPARE), with its own data directory. */
+async function startVigil(
+  upstreamPort: number,
+  checkout?: string,
+): Promise<{ url: string; cookie: string; pid: number }> {
   const proxyPort = await freePort();
+  const home = join(dir, checkout === undefined ? 'vigil' : 'vigil-compare');
+  mkdirSync(home);
   writeFileSync(
-    join(dir, 'policy.yaml'),
+    join(home, 'policy.yaml'),
     `policies:
   - name: bench
     rules:
@@ -285,13 +309,13 @@ async function startVigil(upstreamPort: number): Promise<{ url: string; cookie: 
           groups: { any: [engineering] }
 `,
   );
-  const configPath = join(dir, 'vigil.yaml');
+  const configPath = join(home, 'vigil.yaml');
   writeFileSync(
     configPath,
     `server:
   proxy_listen: 127.0.0.1:${proxyPort}
   admin_listen: 127.0.0.1:0
-  data_dir: ${join(dir, 'data')}
+  data_dir: ${join(home, 'data')}
 log: { level: info, format: json }
 dev_idp: { listen: 127.0.0.1:0 }
 limits: { per_identity: 0, per_source: 0, lockout_denials: 0 }
@@ -308,6 +332,7 @@ routes:
   const server = await spawnServer(
     configPath,
     profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profile}` } : {},
+    checkout === undefined ? undefined : join(checkout, 'src/cli/main.ts'),
   );
   children.push(server.child);
   server.child.stdout?.resume();
@@ -340,11 +365,13 @@ const passthroughChild = await child(
 const headersChild = await child(['passthrough-vigil-headers', `http://127.0.0.1:${upstream.port}`]);
 const nginxStarted = await startNginx(upstream.port);
 const vigil = await startVigil(upstream.port);
+const compared = COMPARE_DIR === undefined ? undefined : await startVigil(upstream.port, COMPARE_DIR);
 if (PIN) {
   for (const pid of [
     passthroughChild.pid,
     headersChild.pid,
     vigil.pid,
+    ...(compared ? [compared.pid] : []),
     nginxStarted.pid,
     ...childPids(nginxStarted.pid),
   ])
@@ -359,6 +386,9 @@ if (process.env.BENCH_HOLD === '1') {
   process.stdout.write(
     `${JSON.stringify({
       vigil: { url: `${vigil.url}/`, cookie: vigil.cookie, pid: vigil.pid },
+      ...(compared
+        ? { compare: { url: `${compared.url}/`, cookie: compared.cookie, pid: compared.pid } }
+        : {}),
       passthrough: { url: `http://127.0.0.1:${passthroughChild.port}/`, pid: passthroughChild.pid },
       passthroughVigilHeaders: { url: `http://127.0.0.1:${headersChild.port}/`, pid: headersChild.pid },
       nginx: { url: `http://127.0.0.1:${nginxStarted.port}/`, pid: nginxStarted.pid },
@@ -370,7 +400,7 @@ if (process.env.BENCH_HOLD === '1') {
 }
 
 interface Target {
-  name: 'node-passthrough' | 'node-passthrough-vigil-headers' | 'vigil' | 'nginx';
+  name: 'node-passthrough' | 'node-passthrough-vigil-headers' | 'vigil' | 'vigil-compare' | 'nginx';
   url: string;
   headers: Record<string, string>;
   /** The proxy's processes, whose CPU time is charged to it. */
@@ -390,6 +420,16 @@ const targets: Target[] = [
     pids: () => [headersChild.pid],
   },
   { name: 'vigil', url: `${vigil.url}/`, headers: { cookie: vigil.cookie }, pids: () => [vigil.pid] },
+  ...(compared
+    ? [
+        {
+          name: 'vigil-compare' as const,
+          url: `${compared.url}/`,
+          headers: { cookie: compared.cookie },
+          pids: () => [compared.pid],
+        },
+      ]
+    : []),
   {
     name: 'nginx',
     url: `http://127.0.0.1:${nginxStarted.port}/`,
@@ -397,6 +437,20 @@ const targets: Target[] = [
     pids: () => [nginxStarted.pid, ...childPids(nginxStarted.pid)],
   },
 ];
+
+/**
+ * The targets' order in one turn: reversed every other turn, so that none always runs
+ * right after the same one. (Two runs comparing a revision with itself in a fixed order
+ * gave ratios of 0.83, every slice below 0.88, and 1.05.)
+ */
+function inTurn<T>(chosen: readonly T[], turn: number): readonly T[] {
+  return turn % 2 === 0 ? chosen : [...chosen].reverse();
+}
+
+/** Vigil's CPU is shown by thread (event loop, audit writer, the rest). */
+function isVigil(target: Target): boolean {
+  return target.name === 'vigil' || target.name === 'vigil-compare';
+}
 
 // Warm every path once so that JIT and pools are not measured cold.
 for (const target of targets) {
@@ -440,8 +494,8 @@ log(
 );
 const wrkSlices: Record<string, (WrkResult & CpuCost)[]> = {};
 for (let slice = 0; slice < SLICES; slice++) {
-  for (const target of targets) {
-    const result = withCpu(target.pids(), () => wrk(target.url, target.headers), target.name === 'vigil');
+  for (const target of inTurn(targets, slice)) {
+    const result = withCpu(target.pids(), () => wrk(target.url, target.headers), isVigil(target));
     log(`  slice ${slice + 1}/${SLICES} ${target.name}: ${JSON.stringify(result)}`);
     wrkSlices[target.name] ??= [];
     wrkSlices[target.name]?.push(result);
@@ -480,11 +534,11 @@ interface OpenLoopRun {
 function openLoopInTurns(rate: number, chosen: readonly Target[]): Record<string, OpenLoopRun> {
   const runs: Record<string, OpenLoopRun> = {};
   for (let slice = 0; slice < SLICES; slice++) {
-    for (const target of chosen) {
+    for (const target of inTurn(chosen, slice)) {
       const result = withCpu(
         target.pids(),
         () => openLoop(target.url, rate, target.headers),
-        target.name === 'vigil',
+        isVigil(target),
       );
       log(`  slice ${slice + 1}/${SLICES} ${target.name}: ${JSON.stringify(result)}`);
       runs[target.name] ??= { slices: [], cpu: { cpu_us_per_request: 0 } };
@@ -508,8 +562,8 @@ const latencyOf = (run: OpenLoopRun | undefined) => {
 };
 
 /** What Vigil adds to the pass-through's p99, slice by neighbouring slice; the median, in ms. */
-const addedP99Ms = (runs: Record<string, OpenLoopRun>) => {
-  const vigilSlices = runs.vigil?.slices ?? [];
+const addedP99Ms = (runs: Record<string, OpenLoopRun>, name: Target['name'] = 'vigil') => {
+  const vigilSlices = runs[name]?.slices ?? [];
   const passthroughSlices = runs['node-passthrough']?.slices ?? [];
   const differences = vigilSlices.map(
     (result, index) => result.p99_us - (passthroughSlices[index]?.p99_us ?? Number.NaN),
@@ -518,17 +572,52 @@ const addedP99Ms = (runs: Record<string, OpenLoopRun>) => {
 };
 
 const halfRate = Math.max(1, Math.round(ours.rps / 2));
-log(`open loop at ${halfRate} req/s: ${SLICES} slices of ${OPEN_SECONDS / SLICES}s per target, in turns`);
-const half = openLoopInTurns(halfRate, latencyTargets);
+const openLoops = OPEN_SECONDS > 0;
+if (openLoops)
+  log(`open loop at ${halfRate} req/s: ${SLICES} slices of ${OPEN_SECONDS / SLICES}s per target, in turns`);
+const half = openLoops ? openLoopInTurns(halfRate, latencyTargets) : {};
 // A quarter of the peak as well: on a 2-core machine shared with the load generator and
 // the upstream, half of Vigil's peak keeps its main thread 70-85% busy, so the tail at
 // half load is queueing; a quarter shows what Vigil adds when the cores are not the limit.
 const quarterRate = Math.max(1, Math.round(ours.rps / 4));
-log(`open loop at ${quarterRate} req/s, the same way`);
-const quarter = openLoopInTurns(
-  quarterRate,
-  latencyTargets.filter((candidate) => candidate.name !== 'nginx'),
-);
+if (openLoops) log(`open loop at ${quarterRate} req/s, the same way`);
+const quarter = openLoops
+  ? openLoopInTurns(
+      quarterRate,
+      latencyTargets.filter((candidate) => candidate.name !== 'nginx'),
+    )
+  : {};
+const other = results['vigil-compare'];
+/** What the fixed-rate runs found, for the JSON line. */
+function fixedRateFigures() {
+  return {
+    half_load: {
+      rate: halfRate,
+      latency_us: {
+        vigil: latencyOf(half.vigil),
+        'node-passthrough': latencyOf(half['node-passthrough']),
+        nginx: latencyOf(half.nginx),
+      },
+      cpu_us_per_request: Object.fromEntries(
+        Object.entries(half).map(([name, run]) => [name, run.cpu.cpu_us_per_request]),
+      ),
+      vigil_cpu_us_by_thread: half.vigil?.cpu.cpu_us_by_thread,
+      client_send_lag_p99_us: Math.max(
+        ...Object.values(half).flatMap((run) => run.slices.map((result) => result.send_lag_p99_us)),
+      ),
+    },
+    added_p99_ms_half_load: addedP99Ms(half),
+    quarter_load: {
+      rate: quarterRate,
+      latency_us: {
+        vigil: latencyOf(quarter.vigil),
+        'node-passthrough': latencyOf(quarter['node-passthrough']),
+      },
+    },
+    added_p99_ms_quarter_load: addedP99Ms(quarter),
+  };
+}
+
 const cpuOf = (of: Record<string, { cpu_us_per_request: number }>) =>
   Object.fromEntries(targets.map((target) => [target.name, of[target.name]?.cpu_us_per_request]));
 process.stdout.write(
@@ -570,30 +659,28 @@ process.stdout.write(
       targets.map((target) => [target.name, results[target.name]?.box_cpu_us_per_request]),
     ),
     vigil_cpu_us_by_thread: ours.cpu_us_by_thread,
-    half_load: {
-      rate: halfRate,
-      latency_us: {
-        vigil: latencyOf(half.vigil),
-        'node-passthrough': latencyOf(half['node-passthrough']),
-        nginx: latencyOf(half.nginx),
-      },
-      cpu_us_per_request: Object.fromEntries(
-        Object.entries(half).map(([name, run]) => [name, run.cpu.cpu_us_per_request]),
-      ),
-      vigil_cpu_us_by_thread: half.vigil?.cpu.cpu_us_by_thread,
-      client_send_lag_p99_us: Math.max(
-        ...Object.values(half).flatMap((run) => run.slices.map((result) => result.send_lag_p99_us)),
-      ),
-    },
-    added_p99_ms_half_load: addedP99Ms(half),
-    quarter_load: {
-      rate: quarterRate,
-      latency_us: {
-        vigil: latencyOf(quarter.vigil),
-        'node-passthrough': latencyOf(quarter['node-passthrough']),
-      },
-    },
-    added_p99_ms_quarter_load: addedP99Ms(quarter),
+    ...(other
+      ? {
+          // This checkout against BENCH_COMPARE's, side by side: above 1, this one is faster.
+          compare: {
+            checkout: COMPARE_DIR,
+            rps: round(other.rps, 0),
+            ratio: round(ours.rps / other.rps),
+            ratios_by_slice: ours.rps_by_slice.map((rps, index) =>
+              round(rps / (other.rps_by_slice[index] ?? Number.NaN)),
+            ),
+            cpu_us_by_thread: other.cpu_us_by_thread,
+            ...(openLoops
+              ? {
+                  half_load_latency_us: latencyOf(half['vigil-compare']),
+                  added_p99_ms_half_load: addedP99Ms(half, 'vigil-compare'),
+                  added_p99_ms_quarter_load: addedP99Ms(quarter, 'vigil-compare'),
+                }
+              : {}),
+          },
+        }
+      : {}),
+    ...(openLoops ? fixedRateFigures() : {}),
     machine: {
       cores: availableParallelism(),
       load_1m: [round(loadAtStart, 2), round(loadavg()[0] ?? 0, 2)],

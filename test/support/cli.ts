@@ -33,8 +33,13 @@ export interface SpawnedServer {
 }
 
 /** Starts `vigil server` and waits for its "listening" log line. */
-export async function spawnServer(configPath: string, env: NodeJS.ProcessEnv = {}): Promise<SpawnedServer> {
-  const child = spawn(process.execPath, [CLI, 'server', '--config', configPath], {
+/** `cli`: another checkout's `src/cli/main.ts`, for benchmarks comparing two revisions. */
+export async function spawnServer(
+  configPath: string,
+  env: NodeJS.ProcessEnv = {},
+  cli = CLI,
+): Promise<SpawnedServer> {
+  const child = spawn(process.execPath, [cli, 'server', '--config', configPath], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
