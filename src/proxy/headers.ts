@@ -17,18 +17,33 @@ const HOP_BY_HOP = new Set([
   'expect',
 ]);
 
+/**
+ * Headers that tell the upstream where a request came from or what it was before a proxy
+ * rewrote it; believed only from a trusted proxy (besides every `x-forwarded-*` name).
+ * `X-Original-URL` and `X-Rewrite-URL` make some frameworks route by them instead of the
+ * path policy saw.
+ */
 const FORWARDED = new Set([
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
   'forwarded',
   'x-real-ip',
+  'x-original-url',
+  'x-original-uri',
+  'x-rewrite-url',
+  'x-original-host',
+  'x-original-method',
 ]);
 
 /**
+ * Method overrides make frameworks act on another method than the one policy decided on
+ * (`POST` + `X-HTTP-Method-Override: DELETE`); no proxy in front adds them, so never sent on.
+ */
+const METHOD_OVERRIDES = new Set(['x-http-method-override', 'x-http-method', 'x-method-override']);
+
+/**
  * Copies the client's headers for the upstream, dropping hop-by-hop headers, every
- * client-sent `X-Vigil-*` header, the forwarding headers of an untrusted client, and
- * Vigil's own session cookie (the upstream never sees Vigil credentials).
+ * client-sent `X-Vigil-*` header, method overrides, the forwarding headers of an
+ * untrusted client, and Vigil's credentials (the upstream never sees them): its session
+ * cookie and a bearer token, which Vigil always takes as the request's credential.
  */
 export function upstreamHeaders(
   incoming: IncomingHttpHeaders,
@@ -40,8 +55,9 @@ export function upstreamHeaders(
     const value = incoming[name];
     if (value === undefined) continue;
     if (HOP_BY_HOP.has(name) || connectionListed?.has(name)) continue;
-    if (name.startsWith('x-vigil-')) continue;
-    if (!options.keepForwarded && FORWARDED.has(name)) continue;
+    if (name.startsWith('x-vigil-') || METHOD_OVERRIDES.has(name)) continue;
+    if (!options.keepForwarded && (name.startsWith('x-forwarded-') || FORWARDED.has(name))) continue;
+    if (name === 'authorization' && typeof value === 'string' && /^bearer /i.test(value)) continue;
     if (name === 'cookie') {
       const kept = withoutCookie(Array.isArray(value) ? value.join('; ') : value, options.sessionCookie);
       if (kept !== '') out.cookie = kept;
@@ -59,7 +75,7 @@ export function upstreamHeaders(
  * (anywhere in the list) are taken out afterwards, which is rare: upstreams list
  * `keep-alive` or `close`, both dropped anyway.
  */
-export function downstreamRawHeaders(raw: readonly Buffer[]): string[] {
+export function downstreamRawHeaders(raw: readonly Buffer[], sessionCookie: string): string[] {
   const out: string[] = [];
   let connection: string | undefined;
   for (let index = 0; index < raw.length; index += 2) {
@@ -72,7 +88,9 @@ export function downstreamRawHeaders(raw: readonly Buffer[]): string[] {
       }
       continue;
     }
-    out.push(name, (raw[index + 1] as Buffer).toString('latin1'));
+    const value = (raw[index + 1] as Buffer).toString('latin1');
+    if (lower === 'set-cookie' && setsVigilCookie(value, sessionCookie)) continue;
+    out.push(name, value);
   }
   if (connection === undefined) return out;
   const listed = connectionTokens(connection) as ReadonlySet<string>;
@@ -83,6 +101,18 @@ export function downstreamRawHeaders(raw: readonly Buffer[]): string[] {
     if (!listed.has(name.toLowerCase())) kept.push(name, out[index + 1] as string);
   }
   return kept;
+}
+
+/**
+ * Whether an upstream's Set-Cookie would set Vigil's session cookie (or its login cookie,
+ * `<name>_login`): an upstream must not log the browser in as someone else (session
+ * fixation) or out of Vigil.
+ */
+function setsVigilCookie(setCookie: string, sessionCookie: string): boolean {
+  const equals = setCookie.indexOf('=');
+  // Without `=` a browser takes the whole text as the value of a cookie with no name.
+  const name = equals === -1 ? '' : setCookie.slice(0, equals).trim();
+  return name === sessionCookie || name === `${sessionCookie}_login`;
 }
 
 /** Whether a Connection header names anything but `close` and headers dropped anyway. */

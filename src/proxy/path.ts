@@ -14,6 +14,8 @@ export type TargetProblem =
   | 'bad-percent-encoding'
   | 'encoded-dot-segment'
   | 'path-parameter'
+  | 'fragment'
+  | 'reserved-path'
   | 'escapes-root'
   | 'too-long';
 
@@ -29,7 +31,7 @@ export const MAX_TARGET_LENGTH = 8192;
 
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
 /** A path with none of these is already in normal form (see the fast path below). */
-const NEEDS_WORK = /[%\\;\x00-\x1f\x7f]|\/\/|\/\.\.?(?:\/|$)/;
+const NEEDS_WORK = /[%\\;#\x00-\x1f\x7f]|\/\/|\/\.\.?(?:\/|$)/;
 
 /**
  * Normalizes an origin-form request target (`/a/b?q`). Returns the problem for targets
@@ -43,11 +45,17 @@ export function normalizeTarget(target: string): NormalizedTarget | { problem: T
   const rawPath = queryAt === -1 ? target : target.slice(0, queryAt);
   const search = queryAt === -1 ? '' : target.slice(queryAt);
   if (search.includes('\0') || /%00/.test(search)) return { problem: 'nul' };
+  // A fragment is never part of a request target (RFC 9112 §3.2); an upstream that takes
+  // `/admin#/users` for `/admin/users` would see another path than policy saw.
+  if (search.includes('#')) return { problem: 'fragment' };
   // Most paths have no percent escape, no empty or dot segment and nothing refused: the
   // loop below would copy them unchanged, so one regular expression decides instead.
   if (!NEEDS_WORK.test(rawPath)) return { path: rawPath, search };
   const path = normalizePath(rawPath);
-  return typeof path === 'string' ? { path, search } : path;
+  if (typeof path !== 'string') return path;
+  // `/./.vigil/…` or `//.vigil/…`: Vigil's own paths are only answered when asked for plainly.
+  if (path.startsWith('/.vigil/')) return { problem: 'reserved-path' };
+  return { path, search };
 }
 
 /** The full normalization of an origin-form path (exported for the test that pins the fast path to it). */
@@ -60,6 +68,7 @@ export function normalizePath(rawPath: string): string | { problem: TargetProble
     if (code < 0x20 || code === 0x7f) return { problem: 'control-character' };
     if (char === '\\') return { problem: 'backslash' };
     if (char === ';') return { problem: 'path-parameter' };
+    if (char === '#') return { problem: 'fragment' };
     if (char !== '%') {
       decoded += char;
       continue;

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
-import { BlockList, isIPv6, connect as netConnect } from 'node:net';
+import { BlockList, isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Readable } from 'node:stream';
-import { connect as tlsConnect } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { type Clock, systemClock } from '../internal/clock.ts';
 import {
@@ -93,7 +92,6 @@ export interface ProxyOptions {
 
 export const DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024;
 const BOOT = randomBytes(4).toString('hex');
-const UPGRADE_CONNECT_TIMEOUT_MS = 5_000;
 
 interface Authorized {
   route: CompiledRoute;
@@ -105,6 +103,14 @@ interface Authorized {
 }
 
 type Verdict = Authorized | { status: number; error: string };
+
+/** The request being decided on, as the proxy reads it or as forward-auth is told of it. */
+interface Described {
+  target: NormalizedTarget;
+  host: string;
+  method: string;
+  via: ProxyDecisionRecord['via'];
+}
 
 /** `X-Vigil-Groups` by groups list: a session's list is one array for its lifetime. */
 const groupsHeaders = new WeakMap<readonly string[], string>();
@@ -210,38 +216,32 @@ export class AccessProxy {
     const set = this.#options.policies();
     const route = set.routeFor(host, target.path);
     const found = this.#options.authenticate(request, route?.name);
+    const described: Described = { target, host, method: request.method ?? 'GET', via: 'proxy' };
     return found instanceof Promise
-      ? found.then((identity) =>
-          this.#decide(request, requestId, { target, host, set, route, startedAt }, identity),
-        )
-      : this.#decide(request, requestId, { target, host, set, route, startedAt }, found);
+      ? found.then((identity) => this.#decide(request, requestId, described, set, route, startedAt, identity))
+      : this.#decide(request, requestId, described, set, route, startedAt, found);
   }
 
-  /** The second half of #authorize, once the identity is known. */
+  /**
+   * Once the identity is known, for the proxy and forward-auth alike: rate limits and
+   * lockout, the decision, its audit record.
+   */
   #decide(
     request: IncomingMessage,
     requestId: string,
-    {
-      target,
-      host,
-      set,
-      route,
-      startedAt,
-    }: {
-      target: NormalizedTarget;
-      host: string;
-      set: CompiledPolicySet;
-      route: CompiledRoute | undefined;
-      startedAt: number;
-    },
+    { target, host, method, via }: Described,
+    set: CompiledPolicySet,
+    route: CompiledRoute | undefined,
+    startedAt: number,
     identity: RequestIdentity | undefined,
   ): Verdict {
     const sourceIp = this.#sourceIp(request);
     const limited = this.#options.limiter?.check(identity?.user.id, sourceIp);
     if (limited?.limited) return { status: 429, error: limited.error };
-    const input = this.#input(request, host, target.path, request.method ?? 'GET', sourceIp, identity);
+    // For forward-auth the TLS peer is the front proxy, not the client.
+    const input = this.#input(request, host, target.path, method, sourceIp, identity, via === 'proxy');
     const decision = route === undefined ? set.decide(input) : route.decide(input);
-    if (!this.#record(requestId, input, identity, decision, 'proxy', startedAt))
+    if (!this.#record(requestId, input, identity, decision, via, startedAt))
       return { status: 503, error: 'audit-unavailable' };
     // Lockout counts refusals by policy, not visitors who have yet to log in.
     if (!permits(decision) && !decision.reasons.includes('user-unauthenticated')) {
@@ -265,6 +265,16 @@ export class AccessProxy {
   };
 
   async #upgrade(request: IncomingMessage, socket: Duplex, head: Buffer, requestId: string): Promise<void> {
+    // Only WebSocket: an `h2c` (or other) upgrade would hand the connection to a protocol
+    // whose later requests Vigil never sees.
+    if (
+      String(request.headers.upgrade ?? '')
+        .trim()
+        .toLowerCase() !== 'websocket'
+    ) {
+      refuseUpgrade(socket, 400, 'unsupported-upgrade', requestId);
+      return;
+    }
     const verdict = await this.#authorize(request, requestId);
     if ('status' in verdict) {
       refuseUpgrade(socket, verdict.status, verdict.error, requestId);
@@ -287,38 +297,33 @@ export class AccessProxy {
       return;
     }
     const headers = await this.#upstreamHeaders(request, verdict, requestId);
+    if (socket.destroyed) return;
     const upstream = group.pick();
-    const url = new URL(upstream.url);
-    const upstreamSocket =
-      url.protocol === 'https:'
-        ? tlsConnect({ host: url.hostname, port: Number(url.port || 443), servername: url.hostname })
-        : netConnect({ host: url.hostname, port: Number(url.port || 80) });
-    upstreamSocket.setTimeout(UPGRADE_CONNECT_TIMEOUT_MS, () =>
-      upstreamSocket.destroy(new Error('connect timeout')),
+    // undici sends the handshake over the upstream's pool (its TLS settings and CA, its
+    // header checks) and hands over the socket only on 101: until then the client's
+    // bytes stay unread, so nothing reaches the upstream outside a decided request.
+    upstream.pool.dispatch(
+      {
+        path: `${upstream.basePath}${target.path}${target.search}`,
+        method: (request.method ?? 'GET') as Dispatcher.HttpMethod,
+        headers,
+        upgrade: 'websocket',
+      },
+      new UpgradeHandler(socket, head, this.#options.sessionCookie, requestId, {
+        upgraded: (upstreamSocket) => {
+          upstreamSocket.on('error', () => socket.destroy());
+          socket.on('close', () => upstreamSocket.destroy());
+          upstreamSocket.on('close', () => socket.destroy());
+          if (identity !== undefined) this.#track(identity.key, socket, request, route.name);
+        },
+        failed: (error) => {
+          const code = (error as { code?: string }).code;
+          if (code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ENOTFOUND')
+            group.markDown(upstream);
+          this.#options.onError?.(error, requestId);
+        },
+      }),
     );
-    upstreamSocket.once('connect', () => upstreamSocket.setTimeout(0));
-    let upgraded = false;
-    upstreamSocket.on('error', () => {
-      if (socket.writable && !upgraded) refuseUpgrade(socket, 502, 'upstream-unavailable', requestId);
-      socket.destroy();
-    });
-    const lines = [`${request.method ?? 'GET'} ${upstream.basePath}${target.path}${target.search} HTTP/1.1`];
-    lines.push(
-      `host: ${url.host}`,
-      'connection: Upgrade',
-      `upgrade: ${String(request.headers.upgrade ?? 'websocket')}`,
-    );
-    for (const [name, value] of Object.entries(headers)) {
-      for (const item of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${item}`);
-    }
-    upstreamSocket.write(`${lines.join('\r\n')}\r\n\r\n`);
-    if (head.length > 0) upstreamSocket.write(head);
-    upgraded = true;
-    upstreamSocket.pipe(socket);
-    socket.pipe(upstreamSocket);
-    socket.on('close', () => upstreamSocket.destroy());
-    upstreamSocket.on('close', () => socket.destroy());
-    if (identity !== undefined) this.#track(identity.key, socket, request, route.name);
   }
 
   #track(key: string, socket: Duplex, request: IncomingMessage, route: string): void {
@@ -410,7 +415,7 @@ export class AccessProxy {
         headers,
         body: hasBody ? Readable.from(limitBody(request, this.#maxBody)) : null,
       },
-      new RelayHandler(response, (error) =>
+      new RelayHandler(response, this.#options.sessionCookie, (error) =>
         this.#upstreamFailed(error, response, group, upstream, requestId),
       ),
     );
@@ -476,19 +481,30 @@ export class AccessProxy {
   }
 
   /**
-   * Forward-auth for nginx `auth_request`, Traefik `forwardAuth` and Envoy `ext_authz`:
-   * the original request is described by X-Forwarded-Method, -Proto, -Host, -Uri, -For.
+   * Forward-auth for nginx `auth_request`, Traefik `forwardAuth` and Envoy `ext_authz`.
+   * nginx and Traefik describe the original request in X-Forwarded-Method, -Host and -Uri
+   * (they set them, overwriting the client's). Envoy appends the original path to the
+   * auth path and keeps the method and Host; on that form X-Forwarded-* are not read,
+   * since there they could only come from the client. An unauthenticated browser gets
+   * 401 with a Location (nginx's `error_page 401` follows it); with `?redirect=1`
+   * (Traefik) and on Envoy's form, which hand Vigil's answer to the browser, a 302.
    */
   async #forwardAuth(request: IncomingMessage, response: ServerResponse, requestId: string): Promise<void> {
     const header = (name: string) => {
       const value = request.headers[name];
       return Array.isArray(value) ? value[0] : value;
     };
-    const host = hostOf(header('x-forwarded-host') ?? request.headers.host);
-    // Envoy's ext_authz appends the original path to the auth path instead of a header.
     const url = request.url ?? '';
-    const appended = url.startsWith('/.vigil/auth/') ? url.slice('/.vigil/auth'.length) : undefined;
-    const target = normalizeTarget(header('x-forwarded-uri') ?? appended ?? '/');
+    const envoy = url.startsWith('/.vigil/auth/');
+    const uri = envoy ? url.slice('/.vigil/auth'.length) : header('x-forwarded-uri');
+    if (uri === undefined) {
+      // Deciding on some default path would let rules on paths fail open.
+      sendError(response, 400, 'forward-auth-uri-missing', requestId);
+      return;
+    }
+    const hostHeader = envoy ? request.headers.host : (header('x-forwarded-host') ?? request.headers.host);
+    const host = hostOf(hostHeader);
+    const target = normalizeTarget(uri);
     if (host === undefined || 'problem' in target) {
       sendError(
         response,
@@ -498,38 +514,41 @@ export class AccessProxy {
       );
       return;
     }
-    const method = (header('x-forwarded-method') ?? request.method ?? 'GET').toUpperCase();
-    const forwardedFor = header('x-forwarded-for');
-    const sourceIp =
-      this.#isTrusted(request) && forwardedFor !== undefined
-        ? (forwardedFor.split(',')[0]?.trim() ?? this.#peer(request))
-        : this.#peer(request);
+    const method = (envoy ? request.method : (header('x-forwarded-method') ?? request.method)) ?? 'GET';
     const startedAt = performance.now();
     const set = this.#options.policies();
     const route = set.routeFor(host, target.path);
     const found = this.#options.authenticate(request, route?.name);
     const identity = found instanceof Promise ? await found : found;
-    const input = this.#input(request, host, target.path, method, sourceIp, identity, false);
-    const decision = route === undefined ? set.decide(input) : route.decide(input);
-    if (!this.#record(requestId, input, identity, decision, 'forward-auth', startedAt)) {
-      sendError(response, 503, 'audit-unavailable', requestId);
+    const described: Described = { target, host, method: method.toUpperCase(), via: 'forward-auth' };
+    const verdict = this.#decide(request, requestId, described, set, route, startedAt, identity);
+    if ('status' in verdict) {
+      // Without a route nothing is allowed: a front proxy takes any status but 401/403 for an error.
+      if (verdict.error === 'no-route') sendError(response, 403, 'no-route', requestId);
+      else sendError(response, verdict.status, verdict.error, requestId);
       return;
     }
+    const { decision } = verdict;
     if (!permits(decision)) {
       if (decision.reasons.includes('user-unauthenticated')) {
-        // 401 even for browsers: nginx auth_request treats any other status as an error.
-        // The Location tells the front proxy where to send the browser (error_page 401).
         const proto = header('x-forwarded-proto') === 'https' ? 'https' : 'http';
-        const returnTo = encodeURIComponent(`${target.path}${target.search}`);
-        const login = `${proto}://${header('x-forwarded-host') ?? host}/.vigil/login?rd=${returnTo}`;
-        sendError(response, 401, 'unauthenticated', requestId, wantsHtml(request) ? { location: login } : {});
+        // The Host as sent (hostOf has checked it), port included.
+        const login = `${proto}://${hostHeader}/.vigil/login`;
+        const returnTo = `${target.path}${target.search}`;
+        const query = url.indexOf('?') === -1 ? '' : url.slice(url.indexOf('?') + 1);
+        if (envoy || new URLSearchParams(query).get('redirect') === '1') {
+          sendUnauthenticated(request, response, returnTo, requestId, login);
+          return;
+        }
+        const location = `${login}?rd=${encodeURIComponent(returnTo)}`;
+        sendError(response, 401, 'unauthenticated', requestId, wantsHtml(request) ? { location } : {});
         return;
       }
       sendDenied(request, response, decision, requestId);
       return;
     }
     const headers: Record<string, string | string[]> = {};
-    if (identity !== undefined && route !== undefined) await this.#addIdentity(headers, identity, route.name);
+    if (identity !== undefined) await this.#addIdentity(headers, identity, verdict.route.name);
     headers['x-request-id'] = requestId;
     response.writeHead(200, { ...headers, 'cache-control': 'no-store', 'content-length': 0 });
     response.end();
@@ -561,6 +580,11 @@ export class AccessProxy {
     });
   }
 
+  /**
+   * X-Forwarded-For gets the peer appended; -Proto and -Host describe the connection the
+   * client made, so a trusted proxy's (the TLS balancer's `https`) are kept, anyone
+   * else's were dropped in upstreamHeaders and are set from this connection.
+   */
   #addForwarded(
     headers: Record<string, string | string[]>,
     request: IncomingMessage,
@@ -570,8 +594,8 @@ export class AccessProxy {
     const prior = headers['x-forwarded-for'];
     headers['x-forwarded-for'] =
       prior === undefined ? this.#peer(request) : `${String(prior)}, ${this.#peer(request)}`;
-    headers['x-forwarded-proto'] = (request.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
-    headers['x-forwarded-host'] = request.headers.host ?? host;
+    headers['x-forwarded-proto'] ??= (request.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
+    headers['x-forwarded-host'] ??= request.headers.host ?? host;
     headers['x-real-ip'] = sourceIp;
   }
 
@@ -690,13 +714,15 @@ export class AccessProxy {
  */
 class RelayHandler implements Dispatcher.DispatchHandler {
   readonly #response: ServerResponse;
+  readonly #sessionCookie: string;
   readonly #failedBeforeResponse: (error: Error) => void;
   #abort: ((reason?: Error) => void) | undefined;
   #resume: (() => void) | undefined;
   #done = false;
 
-  constructor(response: ServerResponse, failedBeforeResponse: (error: Error) => void) {
+  constructor(response: ServerResponse, sessionCookie: string, failedBeforeResponse: (error: Error) => void) {
     this.#response = response;
+    this.#sessionCookie = sessionCookie;
     this.#failedBeforeResponse = failedBeforeResponse;
     response.once('close', this.#onClientClose);
   }
@@ -716,7 +742,7 @@ class RelayHandler implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return true;
     this.#resume = resume;
     try {
-      this.#response.writeHead(statusCode, downstreamRawHeaders(headers));
+      this.#response.writeHead(statusCode, downstreamRawHeaders(headers, this.#sessionCookie));
     } catch (error) {
       // A header Node refuses (undici's parser refuses the same bytes, so this is a
       // safety net): the response is half-changed and cannot carry a clean 502, so the
@@ -745,6 +771,93 @@ class RelayHandler implements Dispatcher.DispatchHandler {
     this.#done = true;
     if (!this.#response.headersSent) this.#failedBeforeResponse(error);
     else this.#response.destroy();
+  }
+}
+
+/**
+ * The upstream side of a WebSocket handshake. On 101 the upstream's answer goes to the
+ * client (hop-by-hop headers and Vigil's cookies left out) and the two sockets are
+ * joined; any other answer refuses the upgrade with that status and closes both.
+ */
+class UpgradeHandler implements Dispatcher.DispatchHandler {
+  readonly #client: Duplex;
+  readonly #head: Buffer;
+  readonly #sessionCookie: string;
+  readonly #requestId: string;
+  readonly #on: { upgraded: (upstream: Duplex) => void; failed: (error: Error) => void };
+  #abort: ((reason?: Error) => void) | undefined;
+  /** Answered (refused or upgraded) or given up by the client: an error after is no news. */
+  #settled = false;
+
+  constructor(
+    client: Duplex,
+    head: Buffer,
+    sessionCookie: string,
+    requestId: string,
+    on: { upgraded: (upstream: Duplex) => void; failed: (error: Error) => void },
+  ) {
+    this.#client = client;
+    this.#head = head;
+    this.#sessionCookie = sessionCookie;
+    this.#requestId = requestId;
+    this.#on = on;
+    client.once('close', this.#onClientClose);
+  }
+
+  readonly #onClientClose = (): void => {
+    this.#settled = true;
+    this.#abort?.(new Error('client closed the connection'));
+  };
+
+  onConnect(abort: (reason?: Error) => void): void {
+    this.#abort = abort;
+    if (this.#client.destroyed) abort(new Error('client closed the connection'));
+  }
+
+  onHeaders(statusCode: number): boolean {
+    this.#settled = true;
+    this.#client.off('close', this.#onClientClose);
+    refuseUpgrade(
+      this.#client,
+      statusCode >= 400 && statusCode <= 599 ? statusCode : 502,
+      'upgrade-refused-by-upstream',
+      this.#requestId,
+    );
+    this.#abort?.(new Error('the upstream refused the upgrade'));
+    return false;
+  }
+
+  onData(): boolean {
+    return false;
+  }
+
+  onComplete(): void {}
+
+  onUpgrade(statusCode: number, rawHeaders: Buffer[], upstream: Duplex): void {
+    this.#settled = true;
+    this.#client.off('close', this.#onClientClose);
+    if (this.#client.destroyed) {
+      upstream.destroy();
+      return;
+    }
+    const lines = [`HTTP/1.1 ${statusCode} Switching Protocols`, 'connection: Upgrade', 'upgrade: websocket'];
+    const headers = downstreamRawHeaders(rawHeaders, this.#sessionCookie);
+    for (let index = 0; index < headers.length; index += 2)
+      lines.push(`${headers[index]}: ${headers[index + 1]}`);
+    this.#client.write(`${lines.join('\r\n')}\r\n\r\n`);
+    if (this.#head.length > 0) upstream.write(this.#head);
+    upstream.pipe(this.#client);
+    this.#client.pipe(upstream);
+    this.#on.upgraded(upstream);
+  }
+
+  onError(error: Error): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#client.off('close', this.#onClientClose);
+    if (this.#client.writable) refuseUpgrade(this.#client, 502, 'upstream-unavailable', this.#requestId);
+    else this.#client.destroy();
+    this.#on.failed(error);
   }
 }
 

@@ -46,6 +46,10 @@ describe('request target normalization', () => {
     assert.equal(problemOf('/public/..;/admin'), 'path-parameter');
     assert.equal(problemOf('/admin;jsessionid=1'), 'path-parameter');
     assert.equal(problemOf('/admin%3bx'), 'path-parameter');
+    assert.equal(problemOf('/admin#/users'), 'fragment');
+    assert.equal(problemOf('/public?x#/../admin'), 'fragment');
+    assert.equal(problemOf('/./.vigil/jwks.json'), 'reserved-path');
+    assert.equal(problemOf('//.vigil/auth'), 'reserved-path');
     assert.equal(problemOf('/a%zz'), 'bad-percent-encoding');
     assert.equal(problemOf('/a%2'), 'bad-percent-encoding');
     assert.equal(problemOf('/../etc/passwd'), 'escapes-root');

@@ -4,6 +4,7 @@ import { createServer, request as httpRequest } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
 import { describe, it } from 'node:test';
 import { createLocalJWKSet, jwtVerify } from 'jose';
+import { AccessLimiter, MemoryWindowCounter } from '../../src/proxy/index.ts';
 import { type Seen, startEchoUpstream, startProxy } from '../support/proxy-harness.ts';
 
 /** Sends bytes exactly as written and returns the first response's status line and body. */
@@ -234,6 +235,23 @@ describe('proxy: relaying the upstream response', () => {
     assert.doesNotMatch(response.all, /x-hop|timeout=5/i);
   });
 
+  it("drops an upstream's Set-Cookie of Vigil's session or login cookie (no session fixation)", async () => {
+    const response = await relayed([
+      'Set-Cookie',
+      '_vigil_session=attackers-session; Path=/',
+      'Set-Cookie',
+      ' _vigil_session_login=x; Path=/.vigil/',
+      'Set-Cookie',
+      '_vigil_session_other=kept',
+      'Set-Cookie',
+      'app=1',
+    ]);
+    assert.deepEqual(
+      response.all.match(/^set-cookie: .*$/gim)?.map((line) => line.trim().toLowerCase()),
+      ['set-cookie: _vigil_session_other=kept', 'set-cookie: app=1'],
+    );
+  });
+
   it('drops a header listed by a Connection header that comes after it', async () => {
     const response = await relayed([
       'X-Hop',
@@ -374,6 +392,13 @@ describe('proxy bypass suite: nothing reaches a denied upstream path', () => {
     { name: 'path parameter', request: get('/public/..;/admin', 'bob'), status: [400] },
     { name: 'matrix parameter', request: get('/admin;x=1', 'bob'), status: [400] },
     { name: 'NUL', request: get('/admin%00', 'bob'), status: [400] },
+    { name: 'fragment', request: get('/admin#/users', 'bob'), status: [400] },
+    { name: 'fragment after a dot segment', request: get('/public#/../admin', 'bob'), status: [400] },
+    {
+      name: "Vigil's paths through dot segments",
+      request: get('/./.vigil/../admin', 'bob'),
+      status: [400, 403],
+    },
     {
       name: 'absolute URI naming another host',
       request: get('http://other.test/admin', 'bob'),
@@ -440,6 +465,53 @@ describe('proxy bypass suite: nothing reaches a denied upstream path', () => {
     assert.equal(upstream.seen.at(-1)?.url, '/ADMIN');
   });
 
+  it('drops forwarding, rewrite and method-override headers and a bearer token from an untrusted client', async () => {
+    const upstream = await startEchoUpstream();
+    const { url } = await startProxy(upstream.url);
+    const spoofed = [
+      'X-Forwarded-Host: admin.corp.example',
+      'X-Forwarded-Proto: https',
+      'X-Forwarded-Prefix: /admin',
+      'X-Forwarded-Port: 443',
+      'X-Forwarded-Uri: /admin',
+      'X-Original-URL: /admin',
+      'X-Rewrite-URL: /admin',
+      'X-Original-Host: admin.corp.example',
+      'X-HTTP-Method-Override: DELETE',
+      'X-Method-Override: DELETE',
+      'Forwarded: for=10.9.9.9;host=admin.corp.example',
+      'Authorization: Bearer some.token.value',
+    ];
+    const response = await raw(url, get('/', 'bob', `${spoofed.join('\r\n')}\r\n`));
+    assert.equal(response.status, 200);
+    const headers = upstream.seen.at(-1)?.headers ?? {};
+    assert.equal(headers['x-forwarded-host'], 'app.test');
+    assert.equal(headers['x-forwarded-proto'], 'http');
+    for (const name of [
+      'x-forwarded-prefix',
+      'x-forwarded-port',
+      'x-forwarded-uri',
+      'x-original-url',
+      'x-rewrite-url',
+      'x-original-host',
+      'x-http-method-override',
+      'x-method-override',
+      'forwarded',
+      'authorization',
+    ])
+      assert.equal(headers[name], undefined, name);
+    assert.ok(!JSON.stringify(headers).includes('admin'), JSON.stringify(headers));
+  });
+
+  it("keeps a trusted proxy's X-Forwarded-Proto and -Host (the TLS balancer's https)", async () => {
+    const upstream = await startEchoUpstream();
+    const { url } = await startProxy(upstream.url, { trustedProxies: ['127.0.0.0/8'] });
+    await raw(url, get('/', 'bob', 'X-Forwarded-Proto: https\r\nX-Forwarded-Host: app.test:443\r\n'));
+    const headers = upstream.seen.at(-1)?.headers ?? {};
+    assert.equal(headers['x-forwarded-proto'], 'https');
+    assert.equal(headers['x-forwarded-host'], 'app.test:443');
+  });
+
   it('X-Forwarded-For from an untrusted client is replaced; from a trusted proxy it is extended', async () => {
     const upstream = await startEchoUpstream();
     const untrusted = await startProxy(upstream.url);
@@ -488,6 +560,62 @@ describe('forward-auth endpoint', () => {
     assert.equal((await raw(url, envoy('alice', '/admin/users?x=1'))).status, 200);
     assert.equal((await raw(url, envoy('bob', '/admin/users'))).status, 403);
     assert.equal((await raw(url, envoy('bob', '/public/%2e%2e/admin'))).status, 400);
+  });
+
+  it("on Envoy's form decides on the request itself, never on X-Forwarded-Uri, -Method or -Host a client sent", async () => {
+    const upstream = await startEchoUpstream();
+    const { url } = await startProxy(upstream.url);
+    const spoofing =
+      'GET /.vigil/auth/admin/users HTTP/1.1\r\nHost: app.test\r\nCookie: _vigil_session=bob\r\nX-Forwarded-Uri: /public\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Host: other.test\r\nConnection: close\r\n\r\n';
+    assert.equal((await raw(url, spoofing)).status, 403);
+  });
+
+  it("sends a browser to login with a 302 on Envoy's form and with ?redirect=1 (Traefik); 401 to API clients", async () => {
+    const upstream = await startEchoUpstream();
+    const { url } = await startProxy(upstream.url);
+    const envoy = (accept: string) =>
+      `GET /.vigil/auth/wiki?page=1 HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-Proto: https\r\nAccept: ${accept}\r\nConnection: close\r\n\r\n`;
+    const browser = await raw(url, envoy('text/html'));
+    assert.equal(browser.status, 302);
+    assert.match(browser.all, /location: https:\/\/app\.test\/\.vigil\/login\?rd=%2Fwiki%3Fpage%3D1/i);
+    assert.equal((await raw(url, envoy('application/json'))).status, 401);
+    const traefik = await raw(
+      url,
+      auth(undefined, 'GET', '/wiki', 'Accept: text/html\r\n').replace(
+        '/.vigil/auth ',
+        '/.vigil/auth?redirect=1 ',
+      ),
+    );
+    assert.equal(traefik.status, 302);
+    assert.match(traefik.all, /location: https:\/\/app\.test\/\.vigil\/login\?rd=%2Fwiki/i);
+  });
+
+  it('refuses a request that does not say which path it is about', async () => {
+    const upstream = await startEchoUpstream();
+    const { url } = await startProxy(upstream.url);
+    const response = await raw(
+      url,
+      'GET /.vigil/auth HTTP/1.1\r\nHost: app.test\r\nCookie: _vigil_session=bob\r\nConnection: close\r\n\r\n',
+    );
+    assert.equal(response.status, 400);
+    assert.match(response.body, /forward-auth-uri-missing/);
+  });
+
+  it('applies rate limits and the lockout, to the client a trusted front proxy names last', async () => {
+    const upstream = await startEchoUpstream();
+    const limiter = new AccessLimiter(
+      { requests: new MemoryWindowCounter(60_000), denials: new MemoryWindowCounter(300_000) },
+      { perSource: 0, perIdentity: 0, lockoutDenials: 2 },
+    );
+    const { url, records } = await startProxy(upstream.url, { limiter, trustedProxies: ['127.0.0.0/8'] });
+    // The client wrote the first X-Forwarded-For entry itself; the front proxy added the last.
+    const from = 'X-Forwarded-For: 198.51.100.1, 203.0.113.9\r\n';
+    assert.equal((await raw(url, auth('bob', 'GET', '/admin', from))).status, 403);
+    assert.equal(records.at(-1)?.sourceIp, '203.0.113.9');
+    assert.equal((await raw(url, auth('bob', 'GET', '/admin', from))).status, 403);
+    assert.equal((await raw(url, auth('alice', 'GET', '/admin', from))).status, 429, 'locked out');
+    const other = 'X-Forwarded-For: 203.0.113.10\r\n';
+    assert.equal((await raw(url, auth('alice', 'GET', '/admin', other))).status, 200);
   });
 
   it('applies the same path normalization to X-Forwarded-Uri', async () => {

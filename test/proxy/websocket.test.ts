@@ -1,14 +1,17 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { type AddressInfo, connect } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
 import { IDENTITIES, startProxy } from '../support/proxy-harness.ts';
+import { certificates } from '../support/tls.ts';
+import { tempDir } from '../support/tmp.ts';
 
 /** A WebSocket echo upstream that also reports the identity header it received. */
-async function startEchoSocketServer(): Promise<string> {
-  const server = createServer();
+async function startEchoSocketServer(server: Server = createServer()): Promise<string> {
   const sockets = new WebSocketServer({ server });
   sockets.on('connection', (socket, request) => {
     socket.send(`hello ${String(request.headers['x-vigil-user'] ?? 'nobody')}`);
@@ -20,8 +23,26 @@ async function startEchoSocketServer(): Promise<string> {
     sockets.close();
     server.close();
   });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const scheme = 'cert' in server ? 'https' : 'http';
+  return `${scheme}://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
+
+/** Writes `text` on a raw connection and collects everything until the proxy closes it. */
+function rawExchange(proxyUrl: string, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(new URL(proxyUrl).port), '127.0.0.1', () => socket.write(text));
+    socket.setTimeout(3000, () => socket.destroy());
+    let data = '';
+    socket.on('data', (chunk) => {
+      data += chunk.toString();
+    });
+    socket.on('error', reject);
+    socket.on('close', () => resolve(data));
+  });
+}
+
+const HANDSHAKE =
+  'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
 
 function open(proxyUrl: string, user: string | undefined, path = '/live'): WebSocket {
   const url = proxyUrl.replace('http://', 'ws://');
@@ -67,6 +88,70 @@ describe('WebSocket through the proxy', () => {
       socket.on('error', () => {});
       socket.terminate();
     }
+  });
+
+  it('an upstream that answers a handshake with anything but 101 gets nothing more from the client', async () => {
+    // A keep-alive upstream that is no WebSocket server: were the sockets joined before its
+    // answer, the request written after the handshake would reach it unchecked.
+    const seen: string[] = [];
+    const plain = createServer((request: IncomingMessage, response) => {
+      seen.push(request.url ?? '');
+      response.end(`you reached ${request.url}`);
+    });
+    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+    after(() => {
+      plain.closeAllConnections();
+      plain.close();
+    });
+    const { url, server, proxy } = await startProxy(
+      `http://127.0.0.1:${(plain.address() as AddressInfo).port}`,
+    );
+    server.on('upgrade', proxy.handleUpgrade);
+    const answer = await rawExchange(
+      url,
+      `GET /live HTTP/1.1\r\nHost: app.test\r\nCookie: _vigil_session=bob\r\n${HANDSHAKE}\r\n` +
+        'GET /admin/secret HTTP/1.1\r\nHost: app.test\r\nX-Vigil-User: alice\r\n\r\n',
+    );
+    assert.match(answer, /^HTTP\/1\.1 502 /);
+    assert.match(answer, /upgrade-refused-by-upstream/);
+    assert.doesNotMatch(answer, /you reached/);
+    assert.deepEqual(seen, ['/live']);
+  });
+
+  it('refuses upgrades to anything but WebSocket (h2c would hide later requests)', async () => {
+    const upstream = await startEchoSocketServer();
+    const { url, server, proxy } = await startProxy(upstream);
+    server.on('upgrade', proxy.handleUpgrade);
+    const answer = await rawExchange(
+      url,
+      'GET /live HTTP/1.1\r\nHost: app.test\r\nCookie: _vigil_session=alice\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n',
+    );
+    assert.match(answer, /^HTTP\/1\.1 400 /);
+    assert.match(answer, /unsupported-upgrade/);
+  });
+
+  it('answers 502 when the upstream is down, and reaches a TLS upstream through its private CA', async () => {
+    const down = await startProxy('http://127.0.0.1:1');
+    down.server.on('upgrade', down.proxy.handleUpgrade);
+    const refused = open(down.url, 'bob');
+    const [, response] = (await once(refused, 'unexpected-response', {
+      signal: AbortSignal.timeout(5000),
+    })) as [unknown, { statusCode: number }];
+    assert.equal(response.statusCode, 502);
+    refused.on('error', () => {});
+    refused.terminate();
+
+    const files = certificates(tempDir('vigil-ws-tls-'));
+    const upstream = await startEchoSocketServer(
+      createHttpsServer({ cert: readFileSync(files.cert), key: readFileSync(files.key) }),
+    );
+    const { url, server, proxy } = await startProxy(upstream, { upstreamCa: readFileSync(files.ca, 'utf8') });
+    server.on('upgrade', proxy.handleUpgrade);
+    const socket = open(url, 'bob');
+    const greeting = nextMessage(socket);
+    await once(socket, 'open', { signal: AbortSignal.timeout(5000) });
+    assert.equal(await greeting, 'hello bob');
+    socket.close();
   });
 
   it('closes an open socket when its session is revoked', async () => {

@@ -97,6 +97,8 @@ export async function startProxy(
     record?: (r: ProxyDecisionRecord) => boolean;
     limiter?: AccessLimiter;
     headersTimeoutMs?: number;
+    /** A private CA for a TLS upstream. */
+    upstreamCa?: string;
   } = {},
 ): Promise<ProxyHarness> {
   const set = compilePolicies([parsePolicyText(TEST_POLICY, 'test-policy.yaml')], {
@@ -105,8 +107,10 @@ export async function startProxy(
       { name: 'audited', host: 'audit.test', pathPrefix: '/', policy: 'audit-only', mode: 'audit' },
     ],
   });
-  const upstreamOptions =
-    options.headersTimeoutMs !== undefined ? { headersTimeoutMs: options.headersTimeoutMs } : {};
+  const upstreamOptions = {
+    ...(options.headersTimeoutMs !== undefined ? { headersTimeoutMs: options.headersTimeoutMs } : {}),
+    ...(options.upstreamCa !== undefined ? { ca: options.upstreamCa } : {}),
+  };
   const upstreams = new Map([
     ['app', new UpstreamGroup([upstreamUrl], upstreamOptions)],
     ['audited', new UpstreamGroup([upstreamUrl], upstreamOptions)],
