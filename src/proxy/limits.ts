@@ -18,7 +18,9 @@ const LOCKED_OUT: LimitVerdict = Object.freeze({ limited: true, error: 'locked-o
 /**
  * Rate limits per identity and per source, and a lockout of sources that keep being
  * denied (the seeds' brute force: more than N denials in a window). A locked-out source
- * stays refused until its denial window ends.
+ * stays refused until its denial window ends. Across replicas, give the denial counter
+ * `announceAt: lockoutDenials` (RedisWindowCounter): every replica then refuses the source
+ * within one sync, not only those that counted its denials.
  */
 export class AccessLimiter {
   readonly #requests: WindowCounter;

@@ -131,12 +131,23 @@ export async function startProxy(
   redis?.on('error', (error) =>
     options.logger.warn({ err: error }, 'redis unavailable; limits count locally'),
   );
-  const counter = (name: string, windowMs: number): WindowCounter =>
+  // A lockout is announced to every replica the moment one sees it (announceAt), not
+  // only to those that count denials from that source themselves.
+  const counter = (name: string, windowMs: number, announceAt = 0): WindowCounter =>
     redis
-      ? new RedisWindowCounter(redis, { prefix: `vigil:${name}`, windowMs })
+      ? new RedisWindowCounter(redis, {
+          prefix: `vigil:${name}`,
+          windowMs,
+          announceAt,
+          onError: (error) =>
+            options.logger.warn({ err: error }, 'redis unavailable; lockouts from other replicas wait'),
+        })
       : new MemoryWindowCounter(windowMs);
   const limiter = new AccessLimiter(
-    { requests: counter('requests', limits.window), denials: counter('denials', limits.lockout_window) },
+    {
+      requests: counter('requests', limits.window),
+      denials: counter('denials', limits.lockout_window, limits.lockout_denials),
+    },
     {
       perIdentity: limits.per_identity,
       perSource: limits.per_source,

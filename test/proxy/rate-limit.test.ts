@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { connect } from 'node:net';
-import { after, describe, it } from 'node:test';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { after, describe, it, type TestContext } from 'node:test';
 import { Redis } from 'ioredis';
-import { ManualClock } from '../../src/internal/clock.ts';
-import { AccessLimiter, MemoryWindowCounter, RedisWindowCounter } from '../../src/proxy/index.ts';
+import { type Clock, ManualClock } from '../../src/internal/clock.ts';
+import {
+  AccessLimiter,
+  type LimitSettings,
+  MemoryWindowCounter,
+  RedisWindowCounter,
+} from '../../src/proxy/index.ts';
 import { startEchoUpstream, startProxy } from '../support/proxy-harness.ts';
 
 const REDIS_URL = process.env.VIGIL_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -38,7 +43,7 @@ describe('window counters', () => {
     assert.equal(counter.hit('a'), 1);
   });
 
-  it('share counts across replicas through the real Redis within one sync', async () => {
+  it('share counts across replicas through the real Redis at the next sync after a hit', async () => {
     const prefix = `vigil-test:${randomBytes(4).toString('hex')}`;
     const first = new Redis(REDIS_URL, { lazyConnect: false, maxRetriesPerRequest: 1 });
     const second = new Redis(REDIS_URL, { lazyConnect: false, maxRetriesPerRequest: 1 });
@@ -54,9 +59,11 @@ describe('window counters', () => {
     b.hit('ip:203.0.113.9');
     await a.sync();
     await b.sync();
-    await a.sync();
-    assert.equal(a.peek('ip:203.0.113.9'), 4, 'replica A sees both replicas');
+    assert.equal(a.peek('ip:203.0.113.9'), 3, 'replica A has not hit the key since its sync');
     assert.equal(b.peek('ip:203.0.113.9'), 4, 'replica B sees both replicas');
+    assert.equal(a.hit('ip:203.0.113.9'), 4);
+    await a.sync();
+    assert.equal(a.peek('ip:203.0.113.9'), 5, 'replica A learns the total with its next push');
     assert.equal(b.hit('ip:203.0.113.9'), 5);
   });
 
@@ -76,6 +83,290 @@ describe('window counters', () => {
     assert.equal(counter.hit('k'), 3);
     await counter.close();
     dead.disconnect();
+  });
+});
+
+const ALLOWED = { limited: false };
+const LOCKED_OUT = { limited: true, error: 'locked-out' };
+const RATE_LIMITED = { limited: true, error: 'rate-limited' };
+
+interface Replica {
+  limiter: AccessLimiter;
+  requests: RedisWindowCounter;
+  denials: RedisWindowCounter;
+  errors: unknown[];
+  /** Resolves once its connection to Redis is up. */
+  connected(): Promise<void>;
+}
+
+/** One proxy replica's limiter on its own Redis connection, closed when the test ends. */
+function replica(
+  t: TestContext,
+  prefix: string,
+  options: {
+    url?: string;
+    settings?: Partial<LimitSettings>;
+    clock?: Clock;
+    syncMs?: number;
+  } = {},
+): Replica {
+  const redis = new Redis(options.url ?? REDIS_URL, {
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    connectTimeout: 2000,
+    retryStrategy: () => 50,
+  });
+  const errors: unknown[] = [];
+  redis.on('error', (error) => errors.push(error));
+  const settings: LimitSettings = { perSource: 0, perIdentity: 0, lockoutDenials: 3, ...options.settings };
+  const common = {
+    ...(options.clock !== undefined ? { clock: options.clock } : {}),
+    ...(options.syncMs !== undefined ? { syncMs: options.syncMs } : {}),
+    onError: (error: unknown) => errors.push(error),
+  };
+  const requests = new RedisWindowCounter(redis, {
+    prefix: `${prefix}:requests`,
+    windowMs: 60_000,
+    ...common,
+  });
+  const denials = new RedisWindowCounter(redis, {
+    prefix: `${prefix}:denials`,
+    windowMs: 300_000,
+    announceAt: settings.lockoutDenials,
+    ...common,
+  });
+  const limiter = new AccessLimiter({ requests, denials }, settings);
+  t.after(async () => {
+    await limiter.close();
+    redis.disconnect();
+  });
+  const connected = (): Promise<void> =>
+    redis.status === 'ready'
+      ? Promise.resolve()
+      : new Promise((resolve) => redis.once('ready', () => resolve()));
+  return { limiter, requests, denials, errors, connected };
+}
+
+/** Polls until `done` holds; fails after `ms`. */
+async function within(ms: number, what: string, done: () => boolean): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > deadline) assert.fail(`not within ${ms} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** Records unhandled rejections while a test runs. */
+function unhandledRejections(t: TestContext): unknown[] {
+  const seen: unknown[] = [];
+  const listener = (reason: unknown) => seen.push(reason);
+  process.on('unhandledRejection', listener);
+  t.after(() => {
+    process.off('unhandledRejection', listener);
+  });
+  return seen;
+}
+
+/** A port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** A TCP relay to the test Redis that can be cut and restored, as a network partition. */
+class RedisRelay {
+  readonly #sockets = new Set<Socket>();
+  #server: Server | undefined;
+  port = 0;
+
+  async open(): Promise<void> {
+    const { hostname, port } = new URL(REDIS_URL);
+    this.#server = createServer((client) => {
+      const upstream = connect(Number(port || 6379), hostname);
+      for (const socket of [client, upstream]) {
+        this.#sockets.add(socket);
+        socket.on('error', () => {});
+        socket.on('close', () => {
+          this.#sockets.delete(socket);
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    const server = this.#server;
+    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
+    this.port = (server.address() as { port: number }).port;
+  }
+
+  async cut(): Promise<void> {
+    const server = this.#server;
+    this.#server = undefined;
+    for (const socket of this.#sockets) socket.destroy();
+    if (server) await new Promise((resolve) => server.close(resolve));
+  }
+}
+
+describe('limits shared across replicas through the real Redis', () => {
+  it('refuses on every replica, within a second, a source locked out on one that the others never saw', async (t) => {
+    const prefix = `vigil-test:${randomBytes(4).toString('hex')}`;
+    const a = replica(t, prefix);
+    const b = replica(t, prefix);
+    await Promise.all([a.connected(), b.connected()]);
+    for (let index = 0; index < 3; index++) a.limiter.recordDenial('198.51.100.7');
+    assert.deepEqual(a.limiter.check(undefined, '198.51.100.7'), LOCKED_OUT, 'at once on replica A');
+    const start = Date.now();
+    await within(1000, 'lockout reaches replica B', () => b.limiter.check('alice', '198.51.100.7').limited);
+    assert.deepEqual(b.limiter.check('alice', '198.51.100.7'), LOCKED_OUT);
+    assert.ok(Date.now() - start < 1000);
+    assert.deepEqual(b.limiter.check('alice', '198.51.100.8'), ALLOWED, 'only that source');
+    const c = replica(t, prefix);
+    await within(
+      1000,
+      'a replica started after the lockout loads it from Redis',
+      () => c.limiter.check(undefined, '198.51.100.7').limited,
+    );
+    assert.deepEqual(c.limiter.check(undefined, '198.51.100.8'), ALLOWED);
+    assert.deepEqual([...a.errors, ...b.errors, ...c.errors], []);
+  });
+
+  it('locks out a source whose denials are split across replicas, on each of them', async (t) => {
+    const prefix = `vigil-test:${randomBytes(4).toString('hex')}`;
+    const a = replica(t, prefix);
+    const b = replica(t, prefix);
+    a.limiter.recordDenial('198.51.100.7');
+    a.limiter.recordDenial('198.51.100.7');
+    b.limiter.recordDenial('198.51.100.7');
+    assert.deepEqual(a.limiter.check(undefined, '198.51.100.7'), ALLOWED, 'two denials seen on A');
+    assert.deepEqual(b.limiter.check(undefined, '198.51.100.7'), ALLOWED, 'one denial seen on B');
+    await within(
+      1000,
+      'both replicas lock the source out',
+      () =>
+        a.limiter.check(undefined, '198.51.100.7').limited &&
+        b.limiter.check(undefined, '198.51.100.7').limited,
+    );
+  });
+
+  it('ends the lockout with the denial window on every replica', async (t) => {
+    const prefix = `vigil-test:${randomBytes(4).toString('hex')}`;
+    const clock = new ManualClock();
+    const a = replica(t, prefix, { clock });
+    const b = replica(t, prefix, { clock });
+    for (let index = 0; index < 3; index++) a.limiter.recordDenial('198.51.100.7');
+    await within(1000, 'lockout reaches replica B', () => b.limiter.check(undefined, '198.51.100.7').limited);
+    const redis = new Redis(REDIS_URL);
+    t.after(() => redis.disconnect());
+    const window = Math.floor(clock.now() / 300_000);
+    assert.deepEqual(await redis.smembers(`${prefix}:denials:reached:${window}`), ['198.51.100.7']);
+    const ttl = await redis.pttl(`${prefix}:denials:reached:${window}`);
+    assert.ok(ttl > 0 && ttl <= 600_000, `the record in Redis expires (${ttl} ms)`);
+    clock.advance(299_999);
+    assert.deepEqual(b.limiter.check(undefined, '198.51.100.7'), LOCKED_OUT, 'to the end of the window');
+    clock.advance(1);
+    assert.deepEqual(a.limiter.check(undefined, '198.51.100.7'), ALLOWED);
+    assert.deepEqual(b.limiter.check(undefined, '198.51.100.7'), ALLOWED);
+    const c = replica(t, prefix, { clock });
+    await c.denials.sync();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.deepEqual(c.limiter.check(undefined, '198.51.100.7'), ALLOWED, 'a new replica loads none');
+  });
+
+  it('adds up per-source and per-identity rate limits across replicas', async (t) => {
+    const prefix = `vigil-test:${randomBytes(4).toString('hex')}`;
+    const settings = { perSource: 5, perIdentity: 8, lockoutDenials: 0 };
+    const a = replica(t, prefix, { settings, syncMs: 60_000 });
+    const b = replica(t, prefix, { settings, syncMs: 60_000 });
+    await Promise.all([a.connected(), b.connected()]);
+    // Requests alternate between the replicas, which sync after each round (as on their
+    // timers): together they allow the limit plus one sync interval's lag, not twice it.
+    const allowed = { a: 0, b: 0 };
+    for (let round = 0; round < 6; round++) {
+      if (!a.limiter.check(undefined, '192.0.2.1').limited) allowed.a++;
+      if (!b.limiter.check(undefined, '192.0.2.1').limited) allowed.b++;
+      await a.requests.sync();
+      await b.requests.sync();
+    }
+    assert.deepEqual(allowed, { a: 3, b: 3 }, 'five, and the one request A made before it synced the fifth');
+    assert.deepEqual(a.limiter.check(undefined, '192.0.2.1'), RATE_LIMITED);
+    assert.deepEqual(b.limiter.check(undefined, '192.0.2.1'), RATE_LIMITED);
+
+    // A replica learns others' counts with its own next sync: one interval late at most.
+    for (let index = 0; index < 5; index++) a.limiter.check(undefined, '192.0.2.2');
+    await a.requests.sync();
+    assert.deepEqual(b.limiter.check(undefined, '192.0.2.2'), ALLOWED, 'B has not synced this source yet');
+    await b.requests.sync();
+    assert.deepEqual(b.limiter.check(undefined, '192.0.2.2'), RATE_LIMITED);
+
+    // One identity from many sources, on both replicas.
+    let identityAllowed = 0;
+    for (let round = 0; round < 8; round++) {
+      if (!a.limiter.check('bob', `192.0.2.${10 + round}`).limited) identityAllowed++;
+      if (!b.limiter.check('bob', `192.0.2.${30 + round}`).limited) identityAllowed++;
+      await a.requests.sync();
+      await b.requests.sync();
+    }
+    assert.equal(identityAllowed, 9, 'eight, and one of sync lag');
+    assert.deepEqual([...a.errors, ...b.errors], []);
+  });
+
+  it('keeps limits and lockout local when Redis is unreachable, without crashing', async (t) => {
+    const rejections = unhandledRejections(t);
+    const prefix = `vigil-test:${randomBytes(4).toString('hex')}`;
+    const url = `redis://127.0.0.1:${await closedPort()}`;
+    const settings = { perSource: 2, perIdentity: 0, lockoutDenials: 3 };
+    const dead = replica(t, prefix, { url, settings, syncMs: 20 });
+    const live = replica(t, prefix, { settings });
+    for (let index = 0; index < 3; index++) dead.limiter.recordDenial('198.51.100.7');
+    assert.deepEqual(dead.limiter.check(undefined, '198.51.100.7'), LOCKED_OUT);
+    assert.deepEqual(dead.limiter.check(undefined, '192.0.2.1'), ALLOWED);
+    assert.deepEqual(dead.limiter.check(undefined, '192.0.2.1'), ALLOWED);
+    assert.deepEqual(dead.limiter.check(undefined, '192.0.2.1'), RATE_LIMITED);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await dead.denials.sync();
+    await dead.requests.sync();
+    assert.ok(dead.errors.length > 0, 'the failures are reported');
+    assert.deepEqual(dead.limiter.check(undefined, '198.51.100.7'), LOCKED_OUT, 'still, after failed syncs');
+    assert.deepEqual(dead.limiter.check(undefined, '192.0.2.1'), RATE_LIMITED);
+    assert.deepEqual(live.limiter.check(undefined, '198.51.100.7'), ALLOWED, 'nothing reached Redis');
+    assert.deepEqual(rejections, []);
+  });
+
+  it('learns lockouts announced while it was cut off from Redis once it reconnects', async (t) => {
+    const rejections = unhandledRejections(t);
+    const prefix = `vigil-test:${randomBytes(4).toString('hex')}`;
+    const relay = new RedisRelay();
+    await relay.open();
+    t.after(() => relay.cut());
+    const a = replica(t, prefix);
+    const b = replica(t, prefix, { url: `redis://127.0.0.1:${relay.port}` });
+    for (let index = 0; index < 3; index++) a.limiter.recordDenial('198.51.100.1');
+    await within(1000, 'B hears lockouts', () => b.limiter.check(undefined, '198.51.100.1').limited);
+
+    await relay.cut();
+    for (let index = 0; index < 3; index++) a.limiter.recordDenial('198.51.100.2');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(b.limiter.check(undefined, '198.51.100.2'), ALLOWED, 'B cannot have heard it');
+    b.limiter.recordDenial('198.51.100.3');
+    b.limiter.recordDenial('198.51.100.3');
+    b.limiter.recordDenial('198.51.100.3');
+    assert.deepEqual(b.limiter.check(undefined, '198.51.100.3'), LOCKED_OUT, 'B locks out on its own');
+
+    await relay.open();
+    await within(
+      2000,
+      'B loads the lockout it missed',
+      () => b.limiter.check(undefined, '198.51.100.2').limited,
+    );
+    await within(
+      1000,
+      'A hears the lockout B made while cut off',
+      () => a.limiter.check(undefined, '198.51.100.3').limited,
+    );
+    assert.deepEqual(rejections, []);
   });
 });
 
