@@ -104,6 +104,9 @@ interface Authorized {
 
 type Verdict = Authorized | { status: number; error: string };
 
+/** Errors of an upstream request that never reached the upstream: it is taken out of rotation. */
+const NOT_CONNECTED = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EHOSTUNREACH']);
+
 /** The request being decided on, as the proxy reads it or as forward-auth is told of it. */
 interface Described {
   target: NormalizedTarget;
@@ -317,9 +320,7 @@ export class AccessProxy {
           if (identity !== undefined) this.#track(identity.key, socket, request, route.name);
         },
         failed: (error) => {
-          const code = (error as { code?: string }).code;
-          if (code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ENOTFOUND')
-            group.markDown(upstream);
+          if (NOT_CONNECTED.has((error as { code?: string }).code ?? '')) group.markDown(upstream);
           this.#options.onError?.(error, requestId);
         },
       }),
@@ -401,11 +402,17 @@ export class AccessProxy {
     path: string,
     headers: Record<string, string | string[]>,
     requestId: string,
+    /** Upstreams that refused the connection already (a retry); none at first. */
+    refused?: ReadonlySet<Upstream>,
   ): void {
     // The client left while its request was being authorized: do not spend (and then
     // abort, which closes) a pooled upstream connection on it.
     if (response.destroyed) return;
     const upstream: Upstream = group.pick();
+    if (refused?.has(upstream)) {
+      sendError(response, 502, 'upstream-unavailable', requestId);
+      return;
+    }
     const hasBody =
       request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined;
     upstream.pool.dispatch(
@@ -415,9 +422,19 @@ export class AccessProxy {
         headers,
         body: hasBody ? Readable.from(limitBody(request, this.#maxBody)) : null,
       },
-      new RelayHandler(response, this.#options.sessionCookie, (error) =>
-        this.#upstreamFailed(error, response, group, upstream, requestId),
-      ),
+      new RelayHandler(response, this.#options.sessionCookie, (error) => {
+        // Never connected, so nothing was sent: another upstream gets the request, as
+        // nginx's proxy_next_upstream does, unless a body was (partly) read already.
+        if (!hasBody && NOT_CONNECTED.has((error as { code?: string }).code ?? '')) {
+          group.markDown(upstream);
+          const tried = new Set(refused).add(upstream);
+          if (tried.size < group.upstreams.length) {
+            this.#forward(request, response, group, path, headers, requestId, tried);
+            return;
+          }
+        }
+        this.#upstreamFailed(error, response, group, upstream, requestId);
+      }),
     );
   }
 
@@ -430,8 +447,7 @@ export class AccessProxy {
     requestId: string,
   ): void {
     const code = (error as { code?: string }).code;
-    if (code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ENOTFOUND')
-      group.markDown(upstream);
+    if (NOT_CONNECTED.has(code ?? '')) group.markDown(upstream);
     if (code === 'VIGIL_BODY_TOO_LARGE' || error.message === 'body-too-large') {
       sendError(response, 413, 'body-too-large', requestId);
       return;

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after } from 'node:test';
+import type { Clock } from '../../src/internal/clock.ts';
 import { compilePolicies, parsePolicyText } from '../../src/policy/index.ts';
 import {
   type AccessLimiter,
@@ -99,6 +100,10 @@ export async function startProxy(
     headersTimeoutMs?: number;
     /** A private CA for a TLS upstream. */
     upstreamCa?: string;
+    /** More upstreams of app.test after `upstreamUrl`, round robin. */
+    moreUpstreams?: string[];
+    /** The upstreams' clock (how long a refusing upstream is skipped). */
+    upstreamClock?: Clock;
   } = {},
 ): Promise<ProxyHarness> {
   const set = compilePolicies([parsePolicyText(TEST_POLICY, 'test-policy.yaml')], {
@@ -110,9 +115,10 @@ export async function startProxy(
   const upstreamOptions = {
     ...(options.headersTimeoutMs !== undefined ? { headersTimeoutMs: options.headersTimeoutMs } : {}),
     ...(options.upstreamCa !== undefined ? { ca: options.upstreamCa } : {}),
+    ...(options.upstreamClock !== undefined ? { clock: options.upstreamClock } : {}),
   };
   const upstreams = new Map([
-    ['app', new UpstreamGroup([upstreamUrl], upstreamOptions)],
+    ['app', new UpstreamGroup([upstreamUrl, ...(options.moreUpstreams ?? [])], upstreamOptions)],
     ['audited', new UpstreamGroup([upstreamUrl], upstreamOptions)],
   ]);
   const records: ProxyDecisionRecord[] = [];
