@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { VigilError } from '../errors.ts';
-import { startDemo } from '../server/demo.ts';
+import { DEFAULT_DEMO_PORT, startDemo } from '../server/demo.ts';
 import { createLogger } from '../telemetry/index.ts';
 
 /** `vigil up`: the demo on one command. */
@@ -8,10 +8,13 @@ export function registerUpCommand(program: Command): void {
   program
     .command('up')
     .description('run the demo: dev IdP, two apps behind the proxy, embedded SQLite in ./.vigil-data')
-    .option('--port <port>', 'proxy port; admin uses port+1, the dev IdP port+2', '8080')
-    .option('--data-dir <path>', 'where the demo keeps its database and keys', './.vigil-data')
+    .option('--port <port>', 'proxy port; admin uses port+1, the dev IdP port+2', String(DEFAULT_DEMO_PORT))
+    .option(
+      '--data-dir <path>',
+      `where the demo keeps its database and keys (default: ./.vigil-data on port ${DEFAULT_DEMO_PORT}, ./.vigil-data/PORT on another)`,
+    )
     .option('--json', 'print one JSON object once ready (for scripts)')
-    .action(async (options: { port: string; dataDir: string; json?: boolean }) => {
+    .action(async (options: { port: string; dataDir?: string; json?: boolean }) => {
       const port = Number(options.port);
       if (!Number.isInteger(port) || port < 1 || port > 65_533) {
         throw new VigilError(
@@ -21,7 +24,11 @@ export function registerUpCommand(program: Command): void {
       }
       // Logs go to stderr so that --json leaves stdout to the one JSON object.
       const logger = createLogger({ level: options.json ? 'warn' : 'info', destination: process.stderr });
-      const demo = await startDemo({ port, dataDir: options.dataDir, logger });
+      const demo = await startDemo({
+        port,
+        ...(options.dataDir !== undefined ? { dataDir: options.dataDir } : {}),
+        logger,
+      });
       const summary = {
         proxy: demo.proxy,
         idp: demo.idp,
@@ -42,6 +49,7 @@ export function registerUpCommand(program: Command): void {
           '',
           `alice reaches the engineering app; bob is denied with a page that says why.`,
           `Dev IdP ${demo.idp}   admin API ${demo.admin}   Ctrl-C stops.`,
+          `Data in ${demo.dataDir}; edit its demo-policy.yaml and the demo follows.`,
           '',
         ];
         process.stdout.write(`${lines.join('\n')}\n`);

@@ -9,21 +9,46 @@ import { type RunningServer, startServer } from './server.ts';
 export interface DemoOptions {
   /** Proxy port; the admin API takes port + 1 and the dev IdP port + 2. */
   port: number;
-  dataDir: string;
+  /** Default: {@link defaultDemoDataDir} of the port. */
+  dataDir?: string;
   logger?: Logger;
+}
+
+/** The port `vigil up` listens on unless told otherwise. */
+export const DEFAULT_DEMO_PORT = 8080;
+
+/**
+ * Where a demo keeps its database and keys: `./.vigil-data` on the default port,
+ * `./.vigil-data/<port>` on another, so that two demos side by side never share a
+ * SQLite file (inside `.vigil-data`, which .gitignore already covers).
+ */
+export function defaultDemoDataDir(port: number): string {
+  return port === DEFAULT_DEMO_PORT ? './.vigil-data' : join('./.vigil-data', String(port));
+}
+
+/**
+ * The session cookie of a demo: browsers keep cookies by host, not port, so two demos
+ * on 127.0.0.1 with one cookie name would log each other out.
+ */
+export function demoSessionCookie(port: number): string {
+  return port === DEFAULT_DEMO_PORT ? '_vigil_session' : `_vigil_session_${port}`;
 }
 
 export interface RunningDemo {
   readonly proxy: string;
   readonly admin: string;
   readonly idp: string;
+  /** Absolute path of the demo's data directory (database, keys, demo-policy.yaml). */
+  readonly dataDir: string;
   readonly apps: { name: string; title: string; url: string }[];
   readonly users: { name: string; password: string; groups: string[] }[];
   readonly server: RunningServer;
   close(): Promise<void>;
 }
 
-const DEMO_POLICY = `# Written by \`vigil up\`: the demo's policy. Edit it while the demo runs; it reloads.
+const DEMO_POLICY = `# Written by \`vigil up\` each time it starts: the demo's policy. Edit it while the
+# demo runs and save: the next request is decided by it (a file that does not compile
+# is reported in the log, and the last good policy keeps serving).
 policies:
   - name: engineering-app
     description: Engineers only.
@@ -48,7 +73,7 @@ policies:
  * see why not.
  */
 export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
-  const dataDir = resolve(options.dataDir);
+  const dataDir = resolve(options.dataDir ?? defaultDemoDataDir(options.port));
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const policyFile = join(dataDir, 'demo-policy.yaml');
   writeFileSync(policyFile, DEMO_POLICY);
@@ -83,6 +108,8 @@ export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
   public_url: ${proxy}
 database:
   url: sqlite://${join(dataDir, 'vigil.db')}
+session:
+  cookie_name: ${demoSessionCookie(options.port)}
 dev_idp:
   listen: 127.0.0.1:${options.port + 2}
 policy_files: [${policyFile}]
@@ -91,11 +118,18 @@ ${routes}`;
     const configFile = join(dataDir, 'vigil-up.yaml');
     writeFileSync(configFile, text);
     const loaded = parseConfig(text, configFile, {}, dataDir);
-    const server = await startServer(loaded, { ...(options.logger ? { logger: options.logger } : {}) });
+    // Watching reloads the policy file on save (and vigil-up.yaml, and on SIGHUP). The
+    // config was read without environment overrides; a reload must not pick them up.
+    const server = await startServer(loaded, {
+      watchConfig: true,
+      env: {},
+      ...(options.logger ? { logger: options.logger } : {}),
+    });
     return {
       proxy,
       admin: server.adminUrl,
       idp: `http://127.0.0.1:${options.port + 2}`,
+      dataDir,
       apps: appSpecs.map((spec) => ({ name: spec.name, title: spec.title, url: `${proxy}/${spec.name}/` })),
       users: DEFAULT_DEV_USERS.map((user) => ({
         name: user.username,
