@@ -367,9 +367,11 @@ export function configSchema(baseDir: string) {
             .min(0)
             .default(20)
             .describe(
-              'policy denials from one source IP that lock it out for the rest of lockout_window; 0: off',
+              'policy denials from one source IP within one fixed lockout_window that lock it out: every request from it is then refused with 429 (locked-out), and adds no denial, for a full lockout_window from the denial that reached this number, also past the end of the window that counted it; with redis.url on every replica, within a sync (~100 ms); 0: off',
             ),
-          lockout_window: duration('5m').describe('window in which denials are counted for the lockout'),
+          lockout_window: duration('5m').describe(
+            'how long a lockout lasts from the denial that triggered it, and the length of the fixed windows (aligned to the epoch) in which denials are counted',
+          ),
         })
         .prefault({})
         .describe('rate limits and lockout; shared across replicas through redis.url when set'),

@@ -17,10 +17,11 @@ const LOCKED_OUT: LimitVerdict = Object.freeze({ limited: true, error: 'locked-o
 
 /**
  * Rate limits per identity and per source, and a lockout of sources that keep being
- * denied (the seeds' brute force: more than N denials in a window). A locked-out source
- * stays refused until its denial window ends. Across replicas, give the denial counter
- * `announceAt: lockoutDenials` (RedisWindowCounter): every replica then refuses the source
- * within one sync, not only those that counted its denials.
+ * denied (the seeds' brute force: N denials in a window). Give the denial counter
+ * `lockAt: lockoutDenials`: a locked-out source then stays refused for a whole denial
+ * window from the denial that locked it, not only to the end of the fixed window that
+ * counted it (without, to that end). With RedisWindowCounter every replica refuses it
+ * within one sync, to the same end, not only those that counted its denials.
  */
 export class AccessLimiter {
   readonly #requests: WindowCounter;

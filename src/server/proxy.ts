@@ -131,18 +131,19 @@ export async function startProxy(
   redis?.on('error', (error) =>
     options.logger.warn({ err: error }, 'redis unavailable; limits count locally'),
   );
-  // A lockout is announced to every replica the moment one sees it (announceAt), not
+  // A source that reaches lockAt is locked for a whole window from that moment (not to the
+  // end of the fixed window that counted it), and announced to every replica at once, not
   // only to those that count denials from that source themselves.
-  const counter = (name: string, windowMs: number, announceAt = 0): WindowCounter =>
+  const counter = (name: string, windowMs: number, lockAt = 0): WindowCounter =>
     redis
       ? new RedisWindowCounter(redis, {
           prefix: `vigil:${name}`,
           windowMs,
-          announceAt,
+          lockAt,
           onError: (error) =>
             options.logger.warn({ err: error }, 'redis unavailable; lockouts from other replicas wait'),
         })
-      : new MemoryWindowCounter(windowMs);
+      : new MemoryWindowCounter(windowMs, undefined, { lockAt });
   const limiter = new AccessLimiter(
     {
       requests: counter('requests', limits.window),

@@ -132,7 +132,7 @@ function replica(
   const denials = new RedisWindowCounter(redis, {
     prefix: `${prefix}:denials`,
     windowMs: 300_000,
-    announceAt: settings.lockoutDenials,
+    lockAt: settings.lockoutDenials,
     ...common,
   });
   const limiter = new AccessLimiter({ requests, denials }, settings);
@@ -251,28 +251,86 @@ describe('limits shared across replicas through the real Redis', () => {
     );
   });
 
-  it('ends the lockout with the denial window on every replica', async (t) => {
+  it('holds a lockout made just before its counting window ends for a full lockout_window from then, on every replica', async (t) => {
     const prefix = `vigil-test:${randomBytes(4).toString('hex')}`;
     const clock = new ManualClock();
+    clock.advance(300_000 - 1_000 - (clock.now() % 300_000));
+    const lockedAt = clock.now();
     const a = replica(t, prefix, { clock });
     const b = replica(t, prefix, { clock });
     for (let index = 0; index < 3; index++) a.limiter.recordDenial('198.51.100.7');
+    assert.deepEqual(a.limiter.check(undefined, '198.51.100.7'), LOCKED_OUT, 'at once on replica A');
     await within(1000, 'lockout reaches replica B', () => b.limiter.check(undefined, '198.51.100.7').limited);
     const redis = new Redis(REDIS_URL);
     t.after(() => redis.disconnect());
-    const window = Math.floor(clock.now() / 300_000);
-    assert.deepEqual(await redis.smembers(`${prefix}:denials:reached:${window}`), ['198.51.100.7']);
-    const ttl = await redis.pttl(`${prefix}:denials:reached:${window}`);
+    const locks = `${prefix}:denials:locked-until`;
+    assert.equal(await redis.zcard(locks), 1);
+    assert.equal(await redis.zscore(locks, '198.51.100.7'), String(lockedAt + 300_000), 'scored by its end');
+    const ttl = await redis.pttl(locks);
     assert.ok(ttl > 0 && ttl <= 600_000, `the record in Redis expires (${ttl} ms)`);
-    clock.advance(299_999);
-    assert.deepEqual(b.limiter.check(undefined, '198.51.100.7'), LOCKED_OUT, 'to the end of the window');
-    clock.advance(1);
-    assert.deepEqual(a.limiter.check(undefined, '198.51.100.7'), ALLOWED);
-    assert.deepEqual(b.limiter.check(undefined, '198.51.100.7'), ALLOWED);
+
+    clock.advance(1_000);
+    assert.equal(clock.now() % 300_000, 0, 'the counting window has just ended');
+    assert.equal(a.denials.peek('198.51.100.8'), 0);
+    assert.deepEqual(a.limiter.check(undefined, '198.51.100.7'), LOCKED_OUT, 'past the window on A');
+    assert.deepEqual(b.limiter.check(undefined, '198.51.100.7'), LOCKED_OUT, 'past the window on B');
     const c = replica(t, prefix, { clock });
-    await c.denials.sync();
+    await within(
+      1000,
+      'a replica started after the window ended, which never saw the source, loads the lockout',
+      () => c.limiter.check(undefined, '198.51.100.7').limited,
+    );
+
+    clock.advance(298_999);
+    for (const [name, { limiter }] of Object.entries({ a, b, c })) {
+      assert.deepEqual(limiter.check(undefined, '198.51.100.7'), LOCKED_OUT, `until its end on ${name}`);
+    }
+    clock.advance(1);
+    for (const [name, { limiter }] of Object.entries({ a, b, c })) {
+      assert.deepEqual(limiter.check(undefined, '198.51.100.7'), ALLOWED, `ended on ${name}`);
+    }
+    const d = replica(t, prefix, { clock });
+    await d.connected();
     await new Promise((resolve) => setTimeout(resolve, 200));
-    assert.deepEqual(c.limiter.check(undefined, '198.51.100.7'), ALLOWED, 'a new replica loads none');
+    await d.denials.sync();
+    assert.deepEqual(d.limiter.check(undefined, '198.51.100.7'), ALLOWED, 'a new replica loads none');
+
+    // Its denials count afresh: three more lock it out again, for a full window again.
+    b.limiter.recordDenial('198.51.100.7');
+    b.limiter.recordDenial('198.51.100.7');
+    assert.deepEqual(b.limiter.check(undefined, '198.51.100.7'), ALLOWED);
+    b.limiter.recordDenial('198.51.100.7');
+    await within(1000, 'the new lockout reaches A', () => a.limiter.check(undefined, '198.51.100.7').limited);
+    assert.equal(await redis.zscore(locks, '198.51.100.7'), String(clock.now() + 300_000));
+    assert.deepEqual([...a.errors, ...b.errors, ...c.errors, ...d.errors], []);
+  });
+
+  it('holds a lockout announced with a far-off end no longer than lockout_window from when it was heard', async (t) => {
+    const prefix = `vigil-test:${randomBytes(4).toString('hex')}`;
+    const clock = new ManualClock();
+    const a = replica(t, prefix, { clock });
+    await a.connected();
+    const redis = new Redis(REDIS_URL);
+    t.after(() => redis.disconnect());
+    const channel = `${prefix}:denials:locked`;
+    const listening = async (): Promise<boolean> => {
+      const [, subscribers] = (await redis.pubsub('NUMSUB', channel)) as [string, number];
+      return subscribers > 0;
+    };
+    while (!(await listening())) await new Promise((resolve) => setTimeout(resolve, 10));
+    // As from a replica whose clock runs a day ahead.
+    await redis.publish(channel, `${clock.now() + 86_400_000}:198.51.100.9`);
+    await within(1000, 'A hears it', () => a.limiter.check(undefined, '198.51.100.9').limited);
+    clock.advance(299_999);
+    assert.deepEqual(a.limiter.check(undefined, '198.51.100.9'), LOCKED_OUT);
+    clock.advance(1);
+    assert.deepEqual(a.limiter.check(undefined, '198.51.100.9'), ALLOWED);
+    await redis.publish(channel, `${clock.now() - 1}:198.51.100.10`);
+    await redis.publish(channel, 'not-a-time:198.51.100.11');
+    await redis.publish(channel, `${clock.now() + 1_000}:198.51.100.12`);
+    await within(1000, 'A hears the last', () => a.limiter.check(undefined, '198.51.100.12').limited);
+    assert.deepEqual(a.limiter.check(undefined, '198.51.100.10'), ALLOWED, 'an ended lock is dropped');
+    assert.deepEqual(a.limiter.check(undefined, '198.51.100.11'), ALLOWED, 'a malformed one too');
   });
 
   it('adds up per-source and per-identity rate limits across replicas', async (t) => {
@@ -367,6 +425,52 @@ describe('limits shared across replicas through the real Redis', () => {
       () => a.limiter.check(undefined, '198.51.100.3').limited,
     );
     assert.deepEqual(rejections, []);
+  });
+});
+
+describe('lockout in one process', () => {
+  const settings = { perSource: 0, perIdentity: 0, lockoutDenials: 3 };
+
+  it('holds a source locked just before its counting window ends for a full lockout_window from then', () => {
+    const clock = new ManualClock();
+    clock.advance(300_000 - 1_000 - (clock.now() % 300_000));
+    const denials = new MemoryWindowCounter(300_000, clock, { lockAt: 3 });
+    const limiter = new AccessLimiter(
+      { requests: new MemoryWindowCounter(60_000, clock), denials },
+      settings,
+    );
+    for (let index = 0; index < 3; index++) limiter.recordDenial('198.51.100.7');
+    assert.deepEqual(limiter.check(undefined, '198.51.100.7'), LOCKED_OUT);
+    clock.advance(1_000);
+    assert.equal(clock.now() % 300_000, 0, 'the counting window has just ended');
+    assert.deepEqual(limiter.check(undefined, '198.51.100.7'), LOCKED_OUT, 'a moment after the window');
+    clock.advance(298_999);
+    assert.deepEqual(limiter.check(undefined, '198.51.100.7'), LOCKED_OUT, 'until lockout_window after');
+    assert.deepEqual(limiter.check(undefined, '198.51.100.8'), ALLOWED, 'only that source');
+    clock.advance(1);
+    assert.deepEqual(limiter.check(undefined, '198.51.100.7'), ALLOWED, 'then unlocked');
+    limiter.recordDenial('198.51.100.7');
+    limiter.recordDenial('198.51.100.7');
+    assert.deepEqual(limiter.check(undefined, '198.51.100.7'), ALLOWED, 'its denials count afresh');
+    limiter.recordDenial('198.51.100.7');
+    assert.deepEqual(limiter.check(undefined, '198.51.100.7'), LOCKED_OUT);
+    clock.advance(299_999);
+    assert.deepEqual(limiter.check(undefined, '198.51.100.7'), LOCKED_OUT, 'for a full window again');
+    clock.advance(1);
+    assert.deepEqual(limiter.check(undefined, '198.51.100.7'), ALLOWED);
+  });
+
+  it('counts as before without lockAt: a count ends with its window', () => {
+    const clock = new ManualClock();
+    const counter = new MemoryWindowCounter(300_000, clock);
+    for (let index = 0; index < 3; index++) counter.hit('k');
+    clock.advance(300_000 - (clock.now() % 300_000));
+    assert.equal(counter.peek('k'), 0);
+  });
+
+  it('refuses a lockAt that is not a non-negative integer', () => {
+    assert.throws(() => new MemoryWindowCounter(1_000, undefined, { lockAt: -1 }), TypeError);
+    assert.throws(() => new MemoryWindowCounter(1_000, undefined, { lockAt: 1.5 }), TypeError);
   });
 });
 
