@@ -88,9 +88,12 @@ export interface ProxyOptions {
   reserved?: ReadonlyMap<string, (request: IncomingMessage, response: ServerResponse) => void>;
   clock?: Clock;
   onError?: (error: unknown, requestId: string) => void;
+  /** How often open WebSockets are authorized again, besides when the server asks. */
+  revalidateEveryMs?: number;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024;
+export const DEFAULT_REVALIDATE_EVERY_MS = 15_000;
 const BOOT = randomBytes(4).toString('hex');
 
 interface Authorized {
@@ -146,11 +149,14 @@ export class AccessProxy {
   readonly #connections = new Map<string, Set<Duplex>>();
   /** Open upgraded connections with what they were authorized on, for revalidation. */
   readonly #upgrades = new Map<Duplex, { request: IncomingMessage; route: string }>();
+  readonly #revalidateEveryMs: number;
+  #revalidation: NodeJS.Timeout | undefined;
 
   constructor(options: ProxyOptions) {
     this.#options = options;
     this.#clock = options.clock ?? systemClock;
     this.#maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    this.#revalidateEveryMs = options.revalidateEveryMs ?? DEFAULT_REVALIDATE_EVERY_MS;
     if (options.trustedProxies && options.trustedProxies.length > 0) {
       this.#trusted = new BlockList();
       for (const cidr of options.trustedProxies) {
@@ -317,7 +323,7 @@ export class AccessProxy {
           upstreamSocket.on('error', () => socket.destroy());
           socket.on('close', () => upstreamSocket.destroy());
           upstreamSocket.on('close', () => socket.destroy());
-          if (identity !== undefined) this.#track(identity.key, socket, request, route.name);
+          this.#track(identity?.key, socket, request, route.name);
         },
         failed: (error) => {
           if (NOT_CONNECTED.has((error as { code?: string }).code ?? '')) group.markDown(upstream);
@@ -327,25 +333,36 @@ export class AccessProxy {
     );
   }
 
-  #track(key: string, socket: Duplex, request: IncomingMessage, route: string): void {
-    let sockets = this.#connections.get(key);
-    if (sockets === undefined) {
+  /** `key`: the credential's, for closeConnectionsOf; undefined for an anonymous socket. */
+  #track(key: string | undefined, socket: Duplex, request: IncomingMessage, route: string): void {
+    let sockets = key === undefined ? undefined : this.#connections.get(key);
+    if (key !== undefined && sockets === undefined) {
       sockets = new Set();
       this.#connections.set(key, sockets);
     }
-    sockets.add(socket);
+    sockets?.add(socket);
     this.#upgrades.set(socket, { request, route });
+    // Besides the changes the server reports, a policy reload, a session that expired or
+    // a rule on the time of day can end a socket's permission: checked every while.
+    this.#revalidation ??= setInterval(() => {
+      this.revalidateConnections().catch((error: unknown) => this.#options.onError?.(error, 'revalidation'));
+    }, this.#revalidateEveryMs).unref();
     socket.once('close', () => {
-      sockets.delete(socket);
+      sockets?.delete(socket);
       this.#upgrades.delete(socket);
-      if (sockets.size === 0) this.#connections.delete(key);
+      if (key !== undefined && sockets?.size === 0) this.#connections.delete(key);
+      if (this.#upgrades.size === 0) {
+        clearInterval(this.#revalidation);
+        this.#revalidation = undefined;
+      }
     });
   }
 
   /**
    * Authenticates and decides again for every open WebSocket, closing those no longer
-   * allowed. The server calls it when sessions, devices or policies change, so that a
-   * revocation ends long-lived connections too, on every replica.
+   * allowed. The server calls it when sessions, devices or posture change, so that a
+   * revocation ends long-lived connections too, on every replica; the proxy itself every
+   * `revalidateEveryMs` while sockets are open.
    */
   async revalidateConnections(): Promise<number> {
     let closed = 0;
@@ -356,8 +373,8 @@ export class AccessProxy {
       const target = normalizeTarget(request.url ?? '/');
       const host = hostOf(request.headers.host);
       const route = host !== undefined && 'path' in target ? set.routeFor(host, target.path) : undefined;
+      // As for a new request: a socket opened anonymously stays while the route allows that.
       const allowed =
-        identity !== undefined &&
         route !== undefined &&
         'path' in target &&
         host !== undefined &&

@@ -168,6 +168,23 @@ describe('WebSocket through the proxy', () => {
     assert.equal(socket.readyState, WebSocket.CLOSED);
   });
 
+  it('closes a socket on its own once the session stops authenticating (expiry, reload), without being told', async () => {
+    const upstream = await startEchoSocketServer();
+    const { url, server, proxy } = await startProxy(upstream, { revalidateEveryMs: 50 });
+    server.on('upgrade', proxy.handleUpgrade);
+    const socket = open(url, 'alice');
+    const greeting = nextMessage(socket);
+    await once(socket, 'open', { signal: AbortSignal.timeout(5000) });
+    await greeting;
+    const saved = IDENTITIES.alice;
+    delete IDENTITIES.alice;
+    try {
+      await once(socket, 'close', { signal: AbortSignal.timeout(5000) });
+    } finally {
+      if (saved) IDENTITIES.alice = saved;
+    }
+  });
+
   it('revalidation closes a socket whose session no longer authenticates, and keeps the others', async () => {
     const upstream = await startEchoSocketServer();
     const { url, server, proxy } = await startProxy(upstream);

@@ -104,6 +104,7 @@ export async function startProxy(
     moreUpstreams?: string[];
     /** The upstreams' clock (how long a refusing upstream is skipped). */
     upstreamClock?: Clock;
+    revalidateEveryMs?: number;
   } = {},
 ): Promise<ProxyHarness> {
   const set = compilePolicies([parsePolicyText(TEST_POLICY, 'test-policy.yaml')], {
@@ -135,6 +136,7 @@ export async function startProxy(
     ...(options.maxBodyBytes !== undefined ? { maxBodyBytes: options.maxBodyBytes } : {}),
     ...(options.trustedProxies !== undefined ? { trustedProxies: options.trustedProxies } : {}),
     ...(options.limiter !== undefined ? { limiter: options.limiter } : {}),
+    ...(options.revalidateEveryMs !== undefined ? { revalidateEveryMs: options.revalidateEveryMs } : {}),
   });
   server.on('request', proxy.handle);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
