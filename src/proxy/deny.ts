@@ -42,19 +42,55 @@ export function sendDenied(
     return;
   }
   const advice = [...new Set(reasons.map((reason) => ADVICE[reason]).filter((text) => text !== undefined))];
+  sendPage(response, 403, 'Access denied', requestId, [
+    '<p>Vigil did not let this request through.</p>',
+    advice.length > 0 ? `<ul>${advice.map((text) => `<li>${escapeHtml(text)}</li>`).join('')}</ul>` : '',
+    `<p>Reasons: ${reasons.map((reason) => `<code>${escapeHtml(reason)}</code>`).join(' ')}</p>`,
+  ]);
+}
+
+const LIMIT_ADVICE: Record<'rate-limited' | 'locked-out', string> = {
+  'rate-limited': 'Too many requests came from you in a short time. Wait a minute, then reload the page.',
+  'locked-out':
+    'Too many refused requests came from your network, so access from it is paused for a while. Try again later, or ask your administrator.',
+};
+
+/** 429 for a rate limit or lockout: a page for browsers, JSON for APIs. */
+export function sendLimited(
+  request: IncomingMessage,
+  response: ServerResponse,
+  error: 'rate-limited' | 'locked-out',
+  requestId: string,
+): void {
+  if (!wantsHtml(request)) {
+    sendError(response, 429, error, requestId);
+    return;
+  }
+  sendPage(response, 429, 'Too many requests', requestId, [
+    `<p>${escapeHtml(LIMIT_ADVICE[error])}</p>`,
+    `<p>Reason: <code>${escapeHtml(error)}</code></p>`,
+  ]);
+}
+
+/** Vigil's HTML page for a person: a title, the body's paragraphs, the request id. */
+function sendPage(
+  response: ServerResponse,
+  status: number,
+  title: string,
+  requestId: string,
+  paragraphs: readonly string[],
+): void {
   const html = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Access denied</title>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1f2328}
 h1{font-size:1.5rem}code{background:#f3f4f6;padding:.1rem .3rem;border-radius:4px}li{margin:.3rem 0}
 .meta{color:#656d76;font-size:.875rem;margin-top:2rem}</style></head>
-<body><h1>Access denied</h1>
-<p>Vigil did not let this request through.</p>
-${advice.length > 0 ? `<ul>${advice.map((text) => `<li>${escapeHtml(text)}</li>`).join('')}</ul>` : ''}
-<p>Reasons: ${reasons.map((reason) => `<code>${escapeHtml(reason)}</code>`).join(' ')}</p>
+<body><h1>${escapeHtml(title)}</h1>
+${paragraphs.join('\n')}
 <p class="meta">Request id <code>${escapeHtml(requestId)}</code> — give it to your administrator.
 <a href="/.vigil/logout">Sign out</a></p></body></html>`;
-  response.writeHead(403, {
+  response.writeHead(status, {
     'content-type': 'text/html; charset=utf-8',
     'content-length': Buffer.byteLength(html),
     'cache-control': 'no-store',

@@ -13,9 +13,9 @@ import {
   permits,
 } from '../policy/index.ts';
 import type { AssertionSigner } from './assertion.ts';
-import { sendDenied, sendError, sendUnauthenticated, wantsHtml } from './deny.ts';
+import { sendDenied, sendError, sendLimited, sendUnauthenticated, wantsHtml } from './deny.ts';
 import { downstreamRawHeaders, upstreamHeaders } from './headers.ts';
-import type { AccessLimiter } from './limits.ts';
+import type { AccessLimiter, LimitVerdict } from './limits.ts';
 import { type NormalizedTarget, normalizeTarget } from './path.ts';
 import type { Upstream, UpstreamGroup } from './upstreams.ts';
 
@@ -106,6 +106,7 @@ interface Authorized {
 }
 
 type Verdict = Authorized | { status: number; error: string };
+type LimitError = Extract<LimitVerdict, { limited: true }>['error'];
 
 /** Errors of an upstream request that never reached the upstream: it is taken out of rotation. */
 const NOT_CONNECTED = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EHOSTUNREACH']);
@@ -187,7 +188,8 @@ export class AccessProxy {
     const authorizing = this.#authorize(request, requestId);
     const verdict = authorizing instanceof Promise ? await authorizing : authorizing;
     if ('status' in verdict) {
-      sendError(response, verdict.status, verdict.error, requestId);
+      if (verdict.status === 429) sendLimited(request, response, verdict.error as LimitError, requestId);
+      else sendError(response, verdict.status, verdict.error, requestId);
       return;
     }
     const { route, decision, target } = verdict;
@@ -555,9 +557,15 @@ export class AccessProxy {
     const identity = found instanceof Promise ? await found : found;
     const described: Described = { target, host, method: method.toUpperCase(), via: 'forward-auth' };
     const verdict = this.#decide(request, requestId, described, set, route, startedAt, identity);
+    // Traefik and Envoy hand Vigil's answer to the client; nginx takes any status but
+    // 2xx, 401 and 403 for its own error (a 500 to the client).
+    const query = url.indexOf('?') === -1 ? '' : url.slice(url.indexOf('?') + 1);
+    const handedToClient = envoy || new URLSearchParams(query).get('redirect') === '1';
     if ('status' in verdict) {
-      // Without a route nothing is allowed: a front proxy takes any status but 401/403 for an error.
       if (verdict.error === 'no-route') sendError(response, 403, 'no-route', requestId);
+      else if (verdict.status === 429 && handedToClient)
+        sendLimited(request, response, verdict.error as LimitError, requestId);
+      else if (verdict.status === 429) sendError(response, 403, verdict.error, requestId);
       else sendError(response, verdict.status, verdict.error, requestId);
       return;
     }
@@ -568,8 +576,7 @@ export class AccessProxy {
         // The Host as sent (hostOf has checked it), port included.
         const login = `${proto}://${hostHeader}/.vigil/login`;
         const returnTo = `${target.path}${target.search}`;
-        const query = url.indexOf('?') === -1 ? '' : url.slice(url.indexOf('?') + 1);
-        if (envoy || new URLSearchParams(query).get('redirect') === '1') {
+        if (handedToClient) {
           sendUnauthenticated(request, response, returnTo, requestId, login);
           return;
         }

@@ -648,9 +648,34 @@ describe('forward-auth endpoint', () => {
     assert.equal((await raw(url, auth('bob', 'GET', '/admin', from))).status, 403);
     assert.equal(records.at(-1)?.sourceIp, '203.0.113.9');
     assert.equal((await raw(url, auth('bob', 'GET', '/admin', from))).status, 403);
-    assert.equal((await raw(url, auth('alice', 'GET', '/admin', from))).status, 429, 'locked out');
+    const locked = await raw(url, auth('alice', 'GET', '/admin', from));
+    assert.equal(locked.status, 403, 'nginx takes anything but 401/403 for an error of its own');
+    assert.match(locked.body, /"error":"locked-out"/);
+    const viaTraefik = auth('alice', 'GET', '/admin', from).replace(
+      '/.vigil/auth ',
+      '/.vigil/auth?redirect=1 ',
+    );
+    assert.equal((await raw(url, viaTraefik)).status, 429);
     const other = 'X-Forwarded-For: 203.0.113.10\r\n';
     assert.equal((await raw(url, auth('alice', 'GET', '/admin', other))).status, 200);
+  });
+
+  it('shows a browser that is rate limited a page, and an API client JSON', async () => {
+    const upstream = await startEchoUpstream();
+    const limiter = new AccessLimiter(
+      { requests: new MemoryWindowCounter(60_000), denials: new MemoryWindowCounter(300_000) },
+      { perSource: 1, perIdentity: 0, lockoutDenials: 0 },
+    );
+    const { url } = await startProxy(upstream.url, { limiter });
+    assert.equal((await raw(url, get('/', 'bob'))).status, 200);
+    const page = await raw(url, get('/', 'bob', 'Accept: text/html\r\n'));
+    assert.equal(page.status, 429);
+    assert.match(page.all, /content-type: text\/html/i);
+    assert.match(page.body, /<h1>Too many requests<\/h1>/);
+    assert.match(page.body, /Request id <code>[0-9a-f]+-[0-9a-z]+<\/code>/);
+    const api = await raw(url, get('/', 'bob'));
+    assert.equal(api.status, 429);
+    assert.match(api.body, /"error":"rate-limited"/);
   });
 
   it('applies the same path normalization to X-Forwarded-Uri', async () => {
