@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { type Clock, systemClock } from '../internal/clock.ts';
+import { type AssertionKeyRing, type AssertionSigningKey, MAX_ASSERTION_TTL_MS } from './assertion-keys.ts';
 
 export interface AssertionClaims {
   sub: string;
@@ -16,10 +17,15 @@ export interface AssertionSignerOptions {
   /** Assertion lifetime; at most 60 s so a leaked header is soon worthless. */
   ttlMs?: number;
   clock?: Clock;
+  /**
+   * Keys shared by every replica through the store (the server's). Without, the signer
+   * makes its own in memory with rotate() (tests, tools, a single process).
+   */
+  keys?: AssertionKeyRing;
 }
 
 const DEFAULT_TTL_MS = 60_000;
-const MAX_TTL_MS = 60_000;
+const MAX_TTL_MS = MAX_ASSERTION_TTL_MS;
 /** Reuse a cached assertion while at least this share of its lifetime remains. */
 const REUSE_WHILE_REMAINING = 0.5;
 /** Bound on cached assertions; the cache is dropped whole when full (cheap, rare). */
@@ -36,24 +42,21 @@ function sameClaims(a: AssertionClaims, b: AssertionClaims): boolean {
   return a.groups === b.groups && a.sub === b.sub && a.email === b.email && a.device === b.device;
 }
 
-interface SigningKey {
-  kid: string;
-  privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
-  publicJwk: JWK;
-}
-
 /**
  * Signs the `X-Vigil-Assertion` JWT (ES256) that upstreams verify against
  * `/.vigil/jwks.json`. An assertion is signed once per (identity, route) and reused
  * until half its lifetime is gone, so the request path signs almost never.
  * Rotation keeps the previous key published so assertions in flight still verify.
+ * With `keys`, the key and the JWKS are the ring's, followed as it changes: the cache is
+ * dropped when the current key does, and signing never waits for the store.
  */
 export class AssertionSigner {
   readonly #issuer: string;
   readonly #ttlMs: number;
   readonly #clock: Clock;
-  #current: SigningKey | undefined;
-  #previous: SigningKey | undefined;
+  readonly #keys: AssertionKeyRing | undefined;
+  #current: AssertionSigningKey | undefined;
+  #previous: AssertionSigningKey | undefined;
   #jwksBody = '{"keys":[]}';
   /** By audience, then identity: no key string is built (and hashed) per request. */
   readonly #cache = new Map<string, Map<string, CachedAssertion>>();
@@ -66,10 +69,29 @@ export class AssertionSigner {
     this.#issuer = options.issuer;
     this.#ttlMs = ttl;
     this.#clock = options.clock ?? systemClock;
+    const keys = options.keys;
+    this.#keys = keys;
+    if (keys) {
+      this.#adopt(keys);
+      keys.onChange(() => this.#adopt(keys));
+    }
   }
 
-  /** Generates a new current key; the old one stays published for verification. */
+  #adopt(keys: AssertionKeyRing): void {
+    const current = keys.current;
+    if (current !== this.#current) {
+      this.#current = current;
+      this.#clearCache();
+    }
+    this.#jwksBody = keys.jwksBody;
+  }
+
+  /**
+   * Makes a new current key; the old one stays published for verification. With a
+   * shared ring, the ring rotates for every replica.
+   */
   async rotate(): Promise<void> {
+    if (this.#keys) return this.#keys.rotate();
     const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
     const kid = randomUUID();
     const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' };
@@ -103,7 +125,7 @@ export class AssertionSigner {
 
   async #sign(identityKey: string, audience: string, claims: AssertionClaims, now: number): Promise<string> {
     const key = this.#current;
-    if (!key) throw new Error('assertion signer has no key; call rotate() first');
+    if (!key) throw new Error('assertion signer has no key; call rotate() first or pass keys');
     const iat = Math.floor(now / 1000);
     const exp = Math.floor((now + this.#ttlMs) / 1000);
     const token = await new SignJWT({

@@ -1,4 +1,13 @@
 export { type AssertionClaims, AssertionSigner, type AssertionSignerOptions } from './assertion.ts';
+export {
+  AssertionKeyRing,
+  type AssertionKeyRingOptions,
+  type AssertionKeySealer,
+  type AssertionSigningKey,
+  DEFAULT_ASSERTION_KEY_OVERLAP_MS,
+  DEFAULT_ASSERTION_KEY_RELOAD_MS,
+  DEFAULT_ASSERTION_KEY_ROTATION_MS,
+} from './assertion-keys.ts';
 export { AccessLimiter, type LimitSettings, type LimitVerdict } from './limits.ts';
 export { type NormalizedTarget, normalizeTarget, type TargetProblem } from './path.ts';
 export {

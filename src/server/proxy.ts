@@ -6,6 +6,7 @@ import type { PolicyStore } from '../policy/index.ts';
 import {
   AccessLimiter,
   AccessProxy,
+  type AssertionKeyRing,
   AssertionSigner,
   type Authenticator,
   MemoryWindowCounter,
@@ -23,9 +24,6 @@ interface DecisionTally {
   /** In the list the next scrape adds up. */
   listed: boolean;
 }
-
-/** Assertion keys rotate this often; the previous key stays published for overlap. */
-const ASSERTION_KEY_ROTATION_MS = 12 * 3_600_000;
 
 export interface ServingProxy {
   readonly proxy: AccessProxy;
@@ -61,16 +59,17 @@ function upstreamsOf(config: LoadedConfig): Map<string, UpstreamGroup> {
 /** The proxy capability as the server runs it: policies, upstreams, assertions, metrics. */
 export async function startProxy(
   loaded: LoadedConfig,
-  options: { policies: PolicyStore; issuer: string; logger: Logger; metrics: Registry; wiring: ProxyWiring },
+  options: {
+    policies: PolicyStore;
+    issuer: string;
+    /** The assertion keys every replica shares through the store; they rotate themselves. */
+    keys: AssertionKeyRing;
+    logger: Logger;
+    metrics: Registry;
+    wiring: ProxyWiring;
+  },
 ): Promise<ServingProxy> {
-  const signer = new AssertionSigner({ issuer: options.issuer });
-  await signer.rotate();
-  const rotation = setInterval(() => {
-    signer
-      .rotate()
-      .catch((error: unknown) => options.logger.error({ err: error }, 'assertion key rotation failed'));
-  }, ASSERTION_KEY_ROTATION_MS);
-  rotation.unref();
+  const signer = new AssertionSigner({ issuer: options.issuer, keys: options.keys });
 
   // Compiled policies return shared frozen decisions, so each has its tally, found by the
   // decision itself: a request adds one to a number, and prom-client's labelled inc (a
@@ -186,7 +185,6 @@ export async function startProxy(
       for (const group of previous.values()) void group.close();
     },
     async close() {
-      clearInterval(rotation);
       await limiter.close();
       redis?.disconnect();
       await Promise.all([...upstreams.values()].map((group) => group.close()));

@@ -12,10 +12,16 @@ import {
   deviceEndpoints,
 } from '../device/index.ts';
 import { isVigilError, VigilError } from '../errors.ts';
-import { type AuthResult, createIdentity, type IdentityService } from '../identity/index.ts';
+import {
+  type AuthResult,
+  createIdentity,
+  type IdentityService,
+  resolveSessionKey,
+  Sealer,
+} from '../identity/index.ts';
 import { type ApiRoute, ApiRouter, readJson, sendJson } from '../internal/http.ts';
 import { constantTimeEqual } from '../internal/secrets.ts';
-import { hostOf } from '../proxy/index.ts';
+import { AssertionKeyRing, hostOf } from '../proxy/index.ts';
 import { openStore, redactUrl, type Store } from '../store/index.ts';
 import {
   Counter,
@@ -207,6 +213,30 @@ export async function startServer(
       'devices.providers are configured but device trust needs the internal CA: add ca to vigil.yaml',
     );
   }
+  // The keys signing X-Vigil-Assertion are shared by every replica through the store,
+  // sealed with the session key (which replicas share already, for cookies). A replica
+  // that cannot load them does not start: upstreams could verify nothing it signs.
+  let assertionKeys: AssertionKeyRing;
+  try {
+    assertionKeys = await AssertionKeyRing.open({
+      store,
+      sealer: new Sealer(
+        resolveSessionKey(config.session.secret_file?.reveal(), dataDir).key,
+        'assertion signing key',
+      ),
+      onError: (error) =>
+        logger.error({ err: error }, 'assertion keys reload failed; signing with the keys in memory'),
+    });
+  } catch (error) {
+    watcher.stop();
+    devices?.inventory.close();
+    ca?.close();
+    await audit.close();
+    await identity.close();
+    policies.close();
+    await store.close();
+    throw error;
+  }
   router.add(
     statusRoute,
     ...policies.routes,
@@ -321,6 +351,7 @@ export async function startServer(
     watcher.stop();
     policies.close();
     admin.close();
+    assertionKeys.close();
     await identity.close();
     await audit.close();
     ca?.close();
@@ -340,6 +371,7 @@ export async function startServer(
     } catch (error) {
       proxy.close();
       admin.close();
+      assertionKeys.close();
       await identity.close();
       await audit.close();
       await store.close();
@@ -353,6 +385,7 @@ export async function startServer(
   serving = await startProxy(loaded, {
     policies: policies.store,
     issuer: config.server.public_url ?? proxyUrl,
+    keys: assertionKeys,
     logger,
     metrics,
     wiring: proxyWiring,
@@ -392,6 +425,7 @@ export async function startServer(
           ...(redirect ? [drain(redirect, timeout)] : []),
         ]);
         await servingProxy.close();
+        assertionKeys.close();
         await identity.close();
         // Flushes what is queued: every acknowledged decision is on disk before exit.
         await audit.close();

@@ -230,6 +230,23 @@ const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
+  '0004_assertion_keys': {
+    async up(db: Kysely<unknown>) {
+      // Keys of one purpose form a line of generations: a replica creates the first or
+      // the next key by inserting generation n + 1, and the unique index lets only one
+      // of several replicas racing to do so win. Rows written before are generation 0.
+      await db.schema
+        .alterTable('signing_keys')
+        .addColumn('generation', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema
+        .createIndex('signing_keys_purpose_generation')
+        .on('signing_keys')
+        .columns(['purpose', 'generation'])
+        .unique()
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

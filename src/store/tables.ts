@@ -158,8 +158,12 @@ export interface SigningKeysTable {
   /** Private key, encrypted at rest; never stored in clear. */
   private_enc: string;
   created_at: number;
+  /** When a retired key leaves the published JWKS; null while the key is current. */
   not_after: number | null;
+  /** current | retired */
   state: string;
+  /** 1, 2, … per purpose (unique): the highest is the current key. */
+  generation: number;
 }
 
 export interface CaAuthoritiesTable {
