@@ -1,42 +1,14 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import { DEFAULT_DEMO_PORT, defaultDemoDataDir, demoSessionCookie } from '../../src/server/demo.ts';
 import { CLI, runCli } from '../support/cli.ts';
 import { Browser } from '../support/cookie-jar.ts';
-import { type DemoSummary, freePortTriple, startUp, stopUp } from '../support/demo.ts';
+import { type DemoSummary, freePortTriple, startUp, startUpOn, stopUp } from '../support/demo.ts';
 import { tempDir } from '../support/tmp.ts';
-
-/** `vigil up --json --port PORT` in `cwd` with no --data-dir: the demo picks its own. */
-async function startUpIn(cwd: string, port: number): Promise<{ child: ChildProcess; summary: DemoSummary }> {
-  const child = spawn(process.execPath, [CLI, 'up', '--json', '--port', String(port)], {
-    cwd,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    const [line] = (await Promise.race([
-      once(createInterface({ input: child.stdout! }), 'line'),
-      once(child, 'exit').then(() => {
-        throw new Error(`vigil up exited: ${stderr}`);
-      }),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`vigil up not ready in 30 s: ${stderr}`)), 30_000);
-      }),
-    ])) as [string];
-    return { child, summary: JSON.parse(line) as DemoSummary };
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Two port triples that do not overlap (each demo listens on P, P+1 and P+2). */
 async function twoPortTriples(): Promise<[number, number]> {
@@ -125,9 +97,9 @@ describe('vigil up (the demo)', () => {
   it('runs two demos side by side from one folder: separate databases, and logging in to one leaves the other logged in', async () => {
     const cwd = tempDir('vigil-up-cwd-');
     const [portA, portB] = await twoPortTriples();
-    const a = await startUpIn(cwd, portA);
+    const a = await startUpOn(portA, undefined, cwd);
     try {
-      const b = await startUpIn(cwd, portB);
+      const b = await startUpOn(portB, undefined, cwd);
       try {
         for (const port of [portA, portB])
           assert.ok(

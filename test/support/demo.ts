@@ -46,13 +46,15 @@ export async function startUp(port: number | undefined, dataDir: string): Promis
   }
 }
 
-async function startUpOn(port: number, dataDir: string): Promise<Started> {
+/**
+ * `vigil up --json --port PORT`, with `--data-dir` when given (else the demo picks its
+ * own, under `cwd`); resolves with the summary it prints once ready.
+ */
+export async function startUpOn(port: number, dataDir: string | undefined, cwd?: string): Promise<Started> {
   const child = spawn(
     process.execPath,
-    [CLI, 'up', '--json', '--port', String(port), '--data-dir', dataDir],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
+    [CLI, 'up', '--json', '--port', String(port), ...(dataDir === undefined ? [] : ['--data-dir', dataDir])],
+    { stdio: ['ignore', 'pipe', 'pipe'], ...(cwd === undefined ? {} : { cwd }) },
   );
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
