@@ -154,6 +154,12 @@ export function configSchema(baseDir: string) {
       .describe(
         'active health checks; without them an upstream that refuses connections is skipped for 10 s',
       ),
+    timeout: duration('30s')
+      .refine((ms) => ms > 0, 'must be longer than 0s')
+      .describe('how long an upstream may take to start its answer (504 beyond)'),
+    idle_timeout: duration('60s').describe(
+      "longest pause within an upstream's answer once started (the response is cut beyond); server-sent events and long polls need more; 0s: none",
+    ),
     mode: z
       .enum(['enforce', 'audit'])
       .default('enforce')

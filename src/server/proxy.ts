@@ -47,6 +47,8 @@ function upstreamsOf(config: LoadedConfig): Map<string, UpstreamGroup> {
     config.config.routes.map((route) => [
       route.name,
       new UpstreamGroup(route.to, {
+        headersTimeoutMs: route.timeout,
+        bodyTimeoutMs: route.idle_timeout,
         ...(route.tls_ca_file ? { ca: readFileSync(route.tls_ca_file, 'utf8') } : {}),
         ...(route.health_check
           ? { healthPath: route.health_check.path, healthIntervalMs: route.health_check.interval }

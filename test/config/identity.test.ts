@@ -171,6 +171,22 @@ routes:
       reauth.some((line) => /^vigil\.yaml:6 routes\[0\]\.reauth_after: must be a duration/.test(line)),
       reauth.join('\n'),
     );
+    const timeouts = problemsOf(`routes:
+  - name: grafana
+    from: https://grafana.corp.example
+    to: http://127.0.0.1:3000
+    policy: p
+    timeout: 0s
+    idle_timeout: soon
+`);
+    assert.ok(
+      timeouts.some((line) => /^vigil\.yaml:6 routes\[0\]\.timeout: must be longer than 0s/.test(line)),
+      timeouts.join('\n'),
+    );
+    assert.ok(
+      timeouts.some((line) => /^vigil\.yaml:7 routes\[0\]\.idle_timeout: must be a duration/.test(line)),
+      timeouts.join('\n'),
+    );
   });
 
   it('refuses a session cookie name with unsafe characters and a bad idle_timeout', () => {
