@@ -86,6 +86,23 @@ export async function startServer(
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const databaseUrl = config.database.url ?? `sqlite://${join(dataDir, 'vigil.db')}`;
   const store = await openStore(databaseUrl, { dataDir });
+  // What has started, stopped in reverse order when a later step fails: a server that
+  // cannot start leaves nothing open (timers, watchers, connections) behind.
+  const started: (() => unknown)[] = [() => store.close()];
+  const step = async <T>(run: () => T | Promise<T>, stop?: (value: T) => unknown): Promise<T> => {
+    let value: T;
+    try {
+      value = await run();
+    } catch (error) {
+      for (const undo of started.reverse())
+        await Promise.resolve()
+          .then(undo)
+          .catch(() => {});
+      throw error;
+    }
+    if (stop) started.push(() => stop(value));
+    return value;
+  };
   logger.info({ database: redactUrl(databaseUrl), dialect: store.dialect }, 'store ready');
   new Gauge({
     name: 'vigil_devices',
@@ -105,40 +122,32 @@ export async function startServer(
     },
   });
 
-  const adminToken = resolveAdminToken(config.admin.token_file?.reveal(), dataDir);
+  const adminToken = await step(() => resolveAdminToken(config.admin.token_file?.reveal(), dataDir));
   if (!config.admin.token_file)
     logger.info({ path: adminToken.path }, 'admin API token (generated on first start)');
 
   // Policies load before the audit log starts; reloads after that are recorded.
   let auditRef: ServingAudit | undefined;
-  let policies: ServingPolicies;
-  try {
-    policies = await startPolicies(loaded, {
-      logger,
-      metrics,
-      watch: options.watchConfig === true,
-      onLoaded: (files) => auditRef?.admin('policy.reloaded', files.join(',') || '(none)', { files }),
-    });
-  } catch (error) {
-    await store.close();
-    throw error;
-  }
-
-  let identity: IdentityService;
-  try {
-    identity = await createIdentity({ config, store, logger, dataDir, metrics });
-  } catch (error) {
-    policies.close();
-    await store.close();
-    throw error;
-  }
+  const policies: ServingPolicies = await step(
+    () =>
+      startPolicies(loaded, {
+        logger,
+        metrics,
+        watch: options.watchConfig === true,
+        onLoaded: (files) => auditRef?.admin('policy.reloaded', files.join(',') || '(none)', { files }),
+      }),
+    (started) => started.close(),
+  );
+  const identity: IdentityService = await step(
+    () => createIdentity({ config, store, logger, dataDir, metrics }),
+    (started) => started.close(),
+  );
 
   const watcher = new ConfigWatcher(loaded, { env: options.env ?? process.env, logger });
   watcher.onChange((next) => {
     reloads.labels('ok').inc();
     void policies.reload(next);
   });
-  if (options.watchConfig) watcher.start();
 
   const router = new ApiRouter();
   const startedAt = Date.now();
@@ -161,42 +170,35 @@ export async function startServer(
       },
     }),
   };
-  const audit = startAudit(loaded, { store, logger, metrics });
+  const audit = await step(
+    () => startAudit(loaded, { store, logger, metrics }),
+    (started) => started.close(),
+  );
   auditRef = audit;
   let ca: CertificateAuthority | undefined;
   if (config.ca) {
-    try {
-      ca = await CertificateAuthority.open({
-        store,
-        sealingKey: loadCaSealingKey(config.ca.key_file, options.env ?? process.env),
-        csrPolicy: { ...DEFAULT_CSR_POLICY, allowRsa: config.ca.allow_rsa },
-        defaultTtlMs: { device: config.ca.device_ttl, workload: config.ca.workload_ttl },
-        onError: (error) =>
-          logger.error({ err: error }, 'CA update from another replica failed; the last good state serves'),
-      });
-    } catch (error) {
-      await audit.close();
-      await identity.close();
-      policies.close();
-      await store.close();
-      throw error;
-    }
+    const settings = config.ca;
+    ca = await step(
+      () =>
+        CertificateAuthority.open({
+          store,
+          sealingKey: loadCaSealingKey(settings.key_file, options.env ?? process.env),
+          csrPolicy: { ...DEFAULT_CSR_POLICY, allowRsa: settings.allow_rsa },
+          defaultTtlMs: { device: settings.device_ttl, workload: settings.workload_ttl },
+          onError: (error) =>
+            logger.error({ err: error }, 'CA update from another replica failed; the last good state serves'),
+        }),
+      (started) => started.close(),
+    );
     logger.info('internal CA ready');
   }
   // Device trust stands on the CA: certificates are the device's identity.
   let devices: { registry: DeviceRegistry; inventory: DeviceInventory; binding: DeviceBinding } | undefined;
   if (ca) {
-    let inventory: DeviceInventory;
-    try {
-      inventory = await DeviceInventory.open(store, { logger });
-    } catch (error) {
-      ca.close();
-      await audit.close();
-      await identity.close();
-      policies.close();
-      await store.close();
-      throw error;
-    }
+    const inventory = await step(
+      () => DeviceInventory.open(store, { logger }),
+      (started) => started.close(),
+    );
     const registry = new DeviceRegistry({
       store,
       ca,
@@ -216,27 +218,19 @@ export async function startServer(
   // The keys signing X-Vigil-Assertion are shared by every replica through the store,
   // sealed with the session key (which replicas share already, for cookies). A replica
   // that cannot load them does not start: upstreams could verify nothing it signs.
-  let assertionKeys: AssertionKeyRing;
-  try {
-    assertionKeys = await AssertionKeyRing.open({
-      store,
-      sealer: new Sealer(
-        resolveSessionKey(config.session.secret_file?.reveal(), dataDir).key,
-        'assertion signing key',
-      ),
-      onError: (error) =>
-        logger.error({ err: error }, 'assertion keys reload failed; signing with the keys in memory'),
-    });
-  } catch (error) {
-    watcher.stop();
-    devices?.inventory.close();
-    ca?.close();
-    await audit.close();
-    await identity.close();
-    policies.close();
-    await store.close();
-    throw error;
-  }
+  const assertionKeys = await step(
+    () =>
+      AssertionKeyRing.open({
+        store,
+        sealer: new Sealer(
+          resolveSessionKey(config.session.secret_file?.reveal(), dataDir).key,
+          'assertion signing key',
+        ),
+        onError: (error) =>
+          logger.error({ err: error }, 'assertion keys reload failed; signing with the keys in memory'),
+      }),
+    (started) => started.close(),
+  );
   router.add(
     statusRoute,
     ...policies.routes,
@@ -342,22 +336,14 @@ export async function startServer(
     else socket.destroy();
   });
 
-  let adminInfo: Awaited<ReturnType<typeof listen>>;
-  let proxyInfo: Awaited<ReturnType<typeof listen>>;
-  try {
-    adminInfo = await listen(admin, config.server.admin_listen, 'admin');
-    proxyInfo = await listen(proxy, config.server.proxy_listen, 'proxy');
-  } catch (error) {
-    watcher.stop();
-    policies.close();
-    admin.close();
-    assertionKeys.close();
-    await identity.close();
-    await audit.close();
-    ca?.close();
-    await store.close();
-    throw error;
-  }
+  const adminInfo = await step(
+    () => listen(admin, config.server.admin_listen, 'admin'),
+    () => admin.close(),
+  );
+  const proxyInfo = await step(
+    () => listen(proxy, config.server.proxy_listen, 'proxy'),
+    () => proxy.close(),
+  );
 
   const redirect = config.server.http_redirect_listen
     ? createListener(
@@ -365,31 +351,27 @@ export async function startServer(
         undefined,
       )
     : undefined;
-  if (redirect && config.server.http_redirect_listen) {
-    try {
-      await listen(redirect, config.server.http_redirect_listen, 'http_redirect');
-    } catch (error) {
-      proxy.close();
-      admin.close();
-      assertionKeys.close();
-      await identity.close();
-      await audit.close();
-      await store.close();
-      throw error;
-    }
+  const redirectListen = config.server.http_redirect_listen;
+  if (redirect && redirectListen) {
+    await step(
+      () => listen(redirect, redirectListen, 'http_redirect'),
+      () => redirect.close(),
+    );
   }
 
   const adminUrl = urlOf(adminInfo, false);
   const proxyUrl = urlOf(proxyInfo, config.server.tls !== undefined);
-  await identity.attach(config.server.public_url ?? proxyUrl);
-  serving = await startProxy(loaded, {
-    policies: policies.store,
-    issuer: config.server.public_url ?? proxyUrl,
-    keys: assertionKeys,
-    logger,
-    metrics,
-    wiring: proxyWiring,
-  });
+  await step(() => identity.attach(config.server.public_url ?? proxyUrl));
+  serving = await step(() =>
+    startProxy(loaded, {
+      policies: policies.store,
+      issuer: config.server.public_url ?? proxyUrl,
+      keys: assertionKeys,
+      logger,
+      metrics,
+      wiring: proxyWiring,
+    }),
+  );
   const servingProxy = serving;
   // A revoked session, device or certificate also ends its open WebSockets, on every
   // replica: the change feed tells each one, after identity has updated its state.
@@ -404,6 +386,8 @@ export async function startServer(
       if (event.action !== 'seen' && event.action !== 'created') revalidate();
     });
   watcher.onChange((next) => servingProxy.reconfigure(next));
+  // Last: a watcher started earlier would keep a server that failed to start alive.
+  if (options.watchConfig) watcher.start();
   logger.info({ proxy: proxyUrl, admin: adminUrl }, 'vigil server listening');
 
   let closing: Promise<void> | undefined;
