@@ -21,7 +21,7 @@ import {
 } from '../identity/index.ts';
 import { type ApiRoute, ApiRouter, readJson, sendJson } from '../internal/http.ts';
 import { constantTimeEqual } from '../internal/secrets.ts';
-import { AssertionKeyRing, hostOf } from '../proxy/index.ts';
+import { AssertionKeyRing } from '../proxy/index.ts';
 import { openStore, redactUrl, type Store } from '../store/index.ts';
 import {
   Counter,
@@ -33,6 +33,7 @@ import {
 } from '../telemetry/index.ts';
 import { resolveAdminToken } from './admin-token.ts';
 import { type ServingAudit, startAudit } from './audit.ts';
+import { redirectToHttps } from './https-redirect.ts';
 import { createListener, drain, listen, urlOf } from './listeners.ts';
 import { openApiDocument } from './openapi.ts';
 import { type ServingPolicies, startPolicies } from './policies.ts';
@@ -347,7 +348,12 @@ export async function startServer(
 
   const redirect = config.server.http_redirect_listen
     ? createListener(
-        (request, response) => redirectToHttps(request, response, proxyInfo.port, watcher),
+        (request, response) =>
+          redirectToHttps(request, response, {
+            listenerPort: proxyInfo.port,
+            routes: watcher.current.config.routes,
+            publicUrl: watcher.current.config.server.public_url,
+          }),
         undefined,
       )
     : undefined;
@@ -517,24 +523,4 @@ function notFound(): VigilError {
     status: 404,
     publicMessage: 'not found',
   });
-}
-
-/** The plain-HTTP listener: 308 to the same URL over HTTPS, for configured route hosts only. */
-function redirectToHttps(
-  request: IncomingMessage,
-  response: ServerResponse,
-  httpsPort: number,
-  watcher: ConfigWatcher,
-): void {
-  const host = hostOf(request.headers.host);
-  const path = request.url ?? '/';
-  const known =
-    host !== undefined &&
-    watcher.current.config.routes.some((route) => new URL(route.from).hostname === host);
-  if (!known || !path.startsWith('/')) {
-    sendJson(response, 404, { error: 'no-route' });
-    return;
-  }
-  response.writeHead(308, { location: `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}${path}` });
-  response.end();
 }
