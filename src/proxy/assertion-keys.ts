@@ -27,6 +27,12 @@ export const DEFAULT_ASSERTION_KEY_RELOAD_MS = 60_000;
  * lifetime; the rest is room for clock skew between replicas.
  */
 export const DEFAULT_ASSERTION_KEY_OVERLAP_MS = 10 * 60_000;
+/**
+ * How long a new key is published before it signs: longer than an upstream caches the
+ * JWKS (jose's createRemoteJWKSet keeps it 10 minutes) plus one reload, so that no
+ * upstream meets a key id it has not fetched (jose refetches at most every 30 s).
+ */
+export const DEFAULT_ASSERTION_KEY_PREPUBLISH_MS = 15 * 60_000;
 /** Rows past their overlap are deleted this much later (kept a while for inquiries). */
 const RETIRED_RETENTION_MS = 24 * 3_600_000;
 /** Bound on rows read per load; a rotation deletes old rows, so a handful is normal. */
@@ -52,6 +58,8 @@ export interface AssertionKeyRingOptions {
   reloadMs?: number;
   /** How long a replaced key stays published; at least reloadMs + 60 s. */
   overlapMs?: number;
+  /** How long the next key is published before it signs; shorter than rotationMs - reloadMs. */
+  prepublishMs?: number;
   clock?: Clock;
   /** Failures of a background reload; the keys in memory keep serving meanwhile. */
   onError?: (error: unknown) => void;
@@ -82,8 +90,13 @@ const sealedPrivate = z.strictObject({ kid: z.string(), d: base64url32 });
 
 type KeyRow = Pick<
   SigningKeysTable,
-  'kid' | 'public_jwk_json' | 'private_enc' | 'created_at' | 'not_after' | 'generation'
+  'kid' | 'public_jwk_json' | 'private_enc' | 'created_at' | 'not_after' | 'generation' | 'active_from'
 >;
+
+/** When a row's key starts signing. */
+function activeFrom(row: KeyRow): number {
+  return row.active_from ?? row.created_at;
+}
 
 function invalid(kid: string, why: string, cause?: unknown): VigilError {
   return new VigilError('ERR_ASSERTION_KEY_INVALID', `assertion signing key ${kid} cannot be used: ${why}`, {
@@ -110,9 +123,10 @@ function publicJwkOf(row: KeyRow): z.infer<typeof storedPublicJwk> {
  * The ES256 keys that sign `X-Vigil-Assertion`, shared by every replica through the
  * store (table `signing_keys`, purpose `assertion`; private keys sealed). The first
  * replica to start creates the first key; whichever replica finds the current key due
- * creates the next one; the others hear of it through the change feed (or their next
- * reload) and sign with it from then on. A replaced key stays in the JWKS for the
- * overlap, so that assertions it signed on any replica still verify.
+ * within `prepublishMs` creates the next one, published at once and signing from when
+ * the current one is due; the others hear of it through the change feed (or their next
+ * reload). A replaced key stays in the JWKS for the overlap, so that assertions it
+ * signed on any replica still verify.
  *
  * Signing never touches the store: the current key and the JWKS body are in memory. A
  * store outage after start keeps them serving, and reports each failed reload.
@@ -126,11 +140,14 @@ export class AssertionKeyRing {
   readonly #sealer: AssertionKeySealer;
   readonly #rotationMs: number;
   readonly #overlapMs: number;
+  readonly #prepublishMs: number;
   readonly #clock: Clock;
   readonly #report: (error: unknown) => void;
   readonly #listeners = new Set<() => void>();
   readonly #unsubscribe: (() => void)[] = [];
   #timer: NodeJS.Timeout | undefined;
+  /** Fires when a published key is due to start signing. */
+  #activation: NodeJS.Timeout | undefined;
   #current: AssertionSigningKey | undefined;
   #jwksBody = '{"keys":[]}';
   /** Loads run one after another: the last one queued, then one not yet started. */
@@ -143,6 +160,7 @@ export class AssertionKeyRing {
     this.#sealer = options.sealer;
     this.#rotationMs = options.rotationMs ?? DEFAULT_ASSERTION_KEY_ROTATION_MS;
     this.#overlapMs = options.overlapMs ?? DEFAULT_ASSERTION_KEY_OVERLAP_MS;
+    this.#prepublishMs = options.prepublishMs ?? DEFAULT_ASSERTION_KEY_PREPUBLISH_MS;
     this.#clock = options.clock ?? systemClock;
     this.#report = options.onError ?? (() => {});
   }
@@ -160,6 +178,9 @@ export class AssertionKeyRing {
     if (!(rotationMs > reloadMs)) throw new TypeError('rotationMs must be longer than reloadMs');
     if (!(overlapMs >= reloadMs + MAX_ASSERTION_TTL_MS))
       throw new TypeError(`overlapMs must be at least reloadMs + ${MAX_ASSERTION_TTL_MS} ms`);
+    const prepublishMs = options.prepublishMs ?? DEFAULT_ASSERTION_KEY_PREPUBLISH_MS;
+    if (!(prepublishMs >= 0 && prepublishMs < rotationMs - reloadMs))
+      throw new TypeError('prepublishMs must be at least 0 and shorter than rotationMs - reloadMs');
     const ring = new AssertionKeyRing(options);
     try {
       await ring.#sync(false);
@@ -194,7 +215,7 @@ export class AssertionKeyRing {
     return this.current.kid;
   }
 
-  /** `{"keys":[…]}`: the current key, and replaced keys still in their overlap. */
+  /** `{"keys":[…]}`: the next key, the current one, and replaced keys still in their overlap. */
   get jwksBody(): string {
     return this.#jwksBody;
   }
@@ -237,6 +258,7 @@ export class AssertionKeyRing {
   close(): void {
     this.#closed = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#activation);
     for (const unsubscribe of this.#unsubscribe.splice(0)) unsubscribe();
     this.#listeners.clear();
   }
@@ -251,13 +273,16 @@ export class AssertionKeyRing {
     let rows = await this.#read();
     let created = false;
     if (rows[0] === undefined) {
-      created = await this.#create(1, now);
+      created = await this.#create(1, now, now);
       rows = await this.#read();
     }
     const head = rows[0];
     if (head === undefined) throw new Error('no assertion key in the store after creating one');
-    if (force || head.created_at + this.#rotationMs <= now) {
-      created = (await this.#create(head.generation + 1, now)) || created;
+    // The newest key is the current one (not one published ahead): is it due, within
+    // the time its successor is published ahead?
+    const dueAt = activeFrom(head) + this.#rotationMs;
+    if (force || (activeFrom(head) <= now && dueAt - this.#prepublishMs <= now)) {
+      created = (await this.#create(head.generation + 1, now, force ? now : Math.max(now, dueAt))) || created;
       rows = await this.#read();
     }
     await this.#install(rows, now);
@@ -271,7 +296,15 @@ export class AssertionKeyRing {
   #read(): Promise<KeyRow[]> {
     return this.#store.db
       .selectFrom('signing_keys')
-      .select(['kid', 'public_jwk_json', 'private_enc', 'created_at', 'not_after', 'generation'])
+      .select([
+        'kid',
+        'public_jwk_json',
+        'private_enc',
+        'created_at',
+        'not_after',
+        'generation',
+        'active_from',
+      ])
       .where('purpose', '=', PURPOSE)
       .orderBy('generation', 'desc')
       .limit(MAX_ROWS)
@@ -279,10 +312,11 @@ export class AssertionKeyRing {
   }
 
   /**
-   * Inserts generation `generation` and retires the ones before it, in one transaction.
-   * False when another replica inserted that generation first (the unique index).
+   * Inserts generation `generation`, signing from `active`, and retires the ones before
+   * it (published until `active` + the overlap), in one transaction. False when another
+   * replica inserted that generation first (the unique index).
    */
-  async #create(generation: number, now: number): Promise<boolean> {
+  async #create(generation: number, now: number, active: number): Promise<boolean> {
     const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
     const kid = randomUUID();
     const { x, y } = await exportJWK(publicKey);
@@ -303,11 +337,12 @@ export class AssertionKeyRing {
             not_after: null,
             state: 'current',
             generation,
+            active_from: active,
           })
           .execute();
         await trx
           .updateTable('signing_keys')
-          .set({ state: 'retired', not_after: now + this.#overlapMs })
+          .set({ state: 'retired', not_after: active + this.#overlapMs })
           .where('purpose', '=', PURPOSE)
           .where('generation', '<', generation)
           .where('not_after', 'is', null)
@@ -327,15 +362,26 @@ export class AssertionKeyRing {
 
   /** All or nothing: a row that does not parse or open leaves the keys in memory as they were. */
   async #install(rows: readonly KeyRow[], now: number): Promise<void> {
-    const head = rows[0];
-    if (head === undefined) throw new Error('no assertion key in the store');
+    // None active yet only on a replica whose clock is behind the one that created the
+    // first key: its oldest published key serves (published, so verifiable).
+    const active = rows.findIndex((row) => activeFrom(row) <= now);
+    const signing = active === -1 ? rows.length - 1 : active;
+    const head = rows[signing];
+    if (head === undefined) throw new Error('no active assertion key in the store');
     const publicJwks = rows.map(publicJwkOf);
     const current =
-      this.#current?.kid === head.kid ? this.#current : await this.#open(head, publicJwks[0] as JWK);
+      this.#current?.kid === head.kid ? this.#current : await this.#open(head, publicJwks[signing] as JWK);
     const published = publicJwks.filter((_, index) => {
       const notAfter = rows[index]?.not_after ?? null;
-      return index === 0 || notAfter === null || notAfter > now;
+      return index <= signing || notAfter === null || notAfter > now;
     });
+    // A key published ahead starts signing on time here, not at the next reload.
+    const next = rows[0];
+    clearTimeout(this.#activation);
+    if (signing > 0 && next !== undefined && !this.#closed) {
+      this.#activation = setTimeout(() => this.#background(), Math.max(0, activeFrom(next) - now));
+      this.#activation.unref();
+    }
     const body = JSON.stringify({ keys: published });
     if (current === this.#current && body === this.#jwksBody) return;
     this.#current = current;

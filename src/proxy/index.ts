@@ -5,6 +5,7 @@ export {
   type AssertionKeySealer,
   type AssertionSigningKey,
   DEFAULT_ASSERTION_KEY_OVERLAP_MS,
+  DEFAULT_ASSERTION_KEY_PREPUBLISH_MS,
   DEFAULT_ASSERTION_KEY_RELOAD_MS,
   DEFAULT_ASSERTION_KEY_ROTATION_MS,
 } from './assertion-keys.ts';

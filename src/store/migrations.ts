@@ -247,6 +247,13 @@ const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
+  '0005_assertion_key_activation': {
+    async up(db: Kysely<unknown>) {
+      // A key is published ahead of signing (upstreams that cache the JWKS learn of it
+      // before it is used); null means active from created_at.
+      await db.schema.alterTable('signing_keys').addColumn('active_from', 'bigint').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

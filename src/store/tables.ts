@@ -162,8 +162,10 @@ export interface SigningKeysTable {
   not_after: number | null;
   /** current | retired */
   state: string;
-  /** 1, 2, … per purpose (unique): the highest is the current key. */
+  /** 1, 2, … per purpose (unique): the highest active one is the current key. */
   generation: number;
+  /** When the key starts signing; published before that. Null: from created_at. */
+  active_from: number | null;
 }
 
 export interface CaAuthoritiesTable {

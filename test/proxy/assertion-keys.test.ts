@@ -13,6 +13,7 @@ import {
   type AssertionKeyRingOptions,
   AssertionSigner,
   DEFAULT_ASSERTION_KEY_OVERLAP_MS,
+  DEFAULT_ASSERTION_KEY_PREPUBLISH_MS,
   DEFAULT_ASSERTION_KEY_ROTATION_MS,
 } from '../../src/proxy/index.ts';
 import { openStore, type Store } from '../../src/store/index.ts';
@@ -181,6 +182,45 @@ describe('assertion keys shared through PostgreSQL', () => {
     }
   });
 
+  it('publishes the next key ahead, so an upstream with a cached JWKS verifies its first assertions', async () => {
+    const url = freshPostgresUrl();
+    const sessionKey = randomBytes(32);
+    const clock = new ManualClock(Date.now());
+    const a = await replica(url, { sessionKey, clock });
+    const b = await replica(url, { sessionKey, clock });
+    const first = a.keys.currentKid;
+    clock.advance(DEFAULT_ASSERTION_KEY_ROTATION_MS - DEFAULT_ASSERTION_KEY_PREPUBLISH_MS);
+    await a.keys.refresh();
+    await b.keys.refresh();
+    const next = kids(a.keys.jwksBody)[0] as string;
+    assert.notEqual(next, first);
+    // An upstream fetches the JWKS now and keeps it: both keys are in it.
+    const cached = b.keys.jwksBody;
+    assert.deepEqual(kids(cached), [next, first]);
+    for (const side of [a, b]) {
+      assert.equal(side.keys.currentKid, first, 'the next key does not sign yet');
+      const token = await side.signer.assertionFor('session:early', 'wiki', claims);
+      assert.equal(decodeProtectedHeader(token).kid, first);
+    }
+    // Due: both switch (b without a reload: the activation timer, here a refresh) and
+    // the upstream's cached JWKS verifies the new key's assertions.
+    clock.advance(DEFAULT_ASSERTION_KEY_PREPUBLISH_MS);
+    await Promise.all([a.keys.refresh(), b.keys.refresh()]);
+    for (const side of [a, b]) {
+      assert.equal(side.keys.currentKid, next);
+      const token = await side.signer.assertionFor('session:due', 'wiki', claims);
+      assert.equal(decodeProtectedHeader(token).kid, next);
+      await verifyWith(cached, token, clock);
+    }
+    const rows = await a.store.db.selectFrom('signing_keys').select(['kid', 'not_after']).execute();
+    assert.equal(rows.length, 2, 'one next key, made once');
+    assert.equal(
+      rows.find((row) => row.kid === first)?.not_after,
+      clock.now() + DEFAULT_ASSERTION_KEY_OVERLAP_MS,
+      'the old key stays published for the overlap after the new one starts signing',
+    );
+  });
+
   it('a store outage after start keeps signing with the keys in memory', async () => {
     const url = freshPostgresUrl();
     const sessionKey = randomBytes(32);
@@ -258,7 +298,7 @@ for (const target of STORE_TARGETS) {
       const newKid = good.kid;
       await a.store.db
         .insertInto('signing_keys')
-        .values({ ...good, generation: 2 })
+        .values({ ...good, generation: 2, active_from: clock.now() })
         .execute();
       const cases: [string, object, RegExp][] = [
         ['not sealed', { private_enc: 'v1.garbage' }, /its private key does not decrypt/],
