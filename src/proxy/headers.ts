@@ -17,31 +17,30 @@ const HOP_BY_HOP = new Set([
   'expect',
 ]);
 
+/** Where a request came from: believed only from a trusted proxy (as every `x-forwarded-*` name). */
+const FORWARDED = new Set(['forwarded', 'x-real-ip']);
+
 /**
- * Headers that tell the upstream where a request came from or what it was before a proxy
- * rewrote it; believed only from a trusted proxy (besides every `x-forwarded-*` name).
- * `X-Original-URL` and `X-Rewrite-URL` make some frameworks route by them instead of the
- * path policy saw.
+ * Headers that make frameworks act on another request than the one policy decided on:
+ * routing by `X-Original-URL` or `X-Rewrite-URL` (IIS, Symfony, Laminas) instead of the
+ * path, or by a method override (`POST` + `X-HTTP-Method-Override: DELETE`). Vigil
+ * decides on the request as it forwards it, so these are never sent on, whoever sent
+ * them: a trusted balancer passes its clients' copies too.
  */
-const FORWARDED = new Set([
-  'forwarded',
-  'x-real-ip',
+const REWRITES = new Set([
   'x-original-url',
   'x-original-uri',
   'x-rewrite-url',
   'x-original-host',
   'x-original-method',
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
 ]);
 
 /**
- * Method overrides make frameworks act on another method than the one policy decided on
- * (`POST` + `X-HTTP-Method-Override: DELETE`); no proxy in front adds them, so never sent on.
- */
-const METHOD_OVERRIDES = new Set(['x-http-method-override', 'x-http-method', 'x-method-override']);
-
-/**
  * Copies the client's headers for the upstream, dropping hop-by-hop headers, every
- * client-sent `X-Vigil-*` header, method overrides, the forwarding headers of an
+ * client-sent `X-Vigil-*` header, rewrite and method-override headers, the forwarding headers of an
  * untrusted client, and Vigil's credentials (the upstream never sees them): its session
  * cookie and a bearer token, which Vigil always takes as the request's credential.
  */
@@ -55,7 +54,7 @@ export function upstreamHeaders(
     const value = incoming[name];
     if (value === undefined) continue;
     if (HOP_BY_HOP.has(name) || connectionListed?.has(name)) continue;
-    if (name.startsWith('x-vigil-') || METHOD_OVERRIDES.has(name)) continue;
+    if (name.startsWith('x-vigil-') || REWRITES.has(name)) continue;
     if (!options.keepForwarded && (name.startsWith('x-forwarded-') || FORWARDED.has(name))) continue;
     if (name === 'authorization' && typeof value === 'string' && /^bearer /i.test(value)) continue;
     if (name === 'cookie') {

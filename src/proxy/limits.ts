@@ -34,11 +34,18 @@ export class AccessLimiter {
     this.#settings = settings;
   }
 
-  /** Counts the request; says whether it must be refused. */
-  check(identity: string | undefined, sourceIp: string): LimitVerdict {
+  /**
+   * Counts the request; says whether it must be refused. `sourceIp` undefined: the client's
+   * address is not known (forward-auth from a front proxy not in trusted_proxies), so only
+   * the identity's limit applies: counting the front proxy's address would let one user's
+   * denials lock everyone out.
+   */
+  check(identity: string | undefined, sourceIp: string | undefined): LimitVerdict {
     const { lockoutDenials, perSource, perIdentity } = this.#settings;
-    if (lockoutDenials > 0 && this.#denials.peek(sourceIp) >= lockoutDenials) return LOCKED_OUT;
-    if (perSource > 0 && this.#requests.hit(`ip:${sourceIp}`) > perSource) return RATE_LIMITED;
+    if (sourceIp !== undefined) {
+      if (lockoutDenials > 0 && this.#denials.peek(sourceIp) >= lockoutDenials) return LOCKED_OUT;
+      if (perSource > 0 && this.#requests.hit(`ip:${sourceIp}`) > perSource) return RATE_LIMITED;
+    }
     if (perIdentity > 0 && identity !== undefined && this.#requests.hit(`id:${identity}`) > perIdentity) {
       return RATE_LIMITED;
     }

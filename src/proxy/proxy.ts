@@ -88,6 +88,8 @@ export interface ProxyOptions {
   reserved?: ReadonlyMap<string, (request: IncomingMessage, response: ServerResponse) => void>;
   clock?: Clock;
   onError?: (error: unknown, requestId: string) => void;
+  /** A setting that needs changing, found while serving (said once). */
+  onWarning?: (message: string) => void;
   /** How often open WebSockets are authorized again, besides when the server asks. */
   revalidateEveryMs?: number;
 }
@@ -151,6 +153,7 @@ export class AccessProxy {
   /** Open upgraded connections with what they were authorized on, for revalidation. */
   readonly #upgrades = new Map<Duplex, { request: IncomingMessage; route: string }>();
   readonly #revalidateEveryMs: number;
+  readonly #warnedFronts = new Set<string>();
   #revalidation: NodeJS.Timeout | undefined;
 
   constructor(options: ProxyOptions) {
@@ -247,7 +250,11 @@ export class AccessProxy {
     identity: RequestIdentity | undefined,
   ): Verdict {
     const sourceIp = this.#sourceIp(request);
-    const limited = this.#options.limiter?.check(identity?.user.id, sourceIp);
+    // Forward-auth from a front proxy Vigil does not trust: the client's address is not
+    // known, so no per-source limit or lockout (they would count the front proxy).
+    const clientKnown = via === 'proxy' || this.#isTrusted(request);
+    if (!clientKnown) this.#warnUntrustedFront(sourceIp);
+    const limited = this.#options.limiter?.check(identity?.user.id, clientKnown ? sourceIp : undefined);
     if (limited?.limited) return { status: 429, error: limited.error };
     // For forward-auth the TLS peer is the front proxy, not the client.
     const input = this.#input(request, host, target.path, method, sourceIp, identity, via === 'proxy');
@@ -255,7 +262,7 @@ export class AccessProxy {
     if (!this.#record(requestId, input, identity, decision, via, startedAt))
       return { status: 503, error: 'audit-unavailable' };
     // Lockout counts refusals by policy, not visitors who have yet to log in.
-    if (!permits(decision) && !decision.reasons.includes('user-unauthenticated')) {
+    if (clientKnown && !permits(decision) && !decision.reasons.includes('user-unauthenticated')) {
       this.#options.limiter?.recordDenial(sourceIp);
     }
     if (route === undefined) return { status: 404, error: 'no-route' };
@@ -370,6 +377,12 @@ export class AccessProxy {
     let closed = 0;
     const set = this.#options.policies();
     for (const [socket, { request, route: routeName }] of this.#upgrades) {
+      // A client certificate revoked or expired since: refused as a new request would be.
+      if (this.#options.peerRefusal?.(request) !== undefined) {
+        socket.destroy();
+        closed++;
+        continue;
+      }
       const found = this.#options.authenticate(request, routeName);
       const identity = found instanceof Promise ? await found : found;
       const target = normalizeTarget(request.url ?? '/');
@@ -716,6 +729,15 @@ export class AccessProxy {
     });
   }
 
+  /** Once per front proxy address: the operator has a setting to add. */
+  #warnUntrustedFront(address: string): void {
+    if (this.#warnedFronts.has(address) || this.#warnedFronts.size >= 64) return;
+    this.#warnedFronts.add(address);
+    this.#options.onWarning?.(
+      `forward-auth requests come from ${address}, which is not in server.trusted_proxies: policy sees that address as the client's (source_ip rules), and per-source limits and lockout are off for them; add the front proxy's address to server.trusted_proxies`,
+    );
+  }
+
   #peer(request: IncomingMessage): string {
     const address = request.socket.remoteAddress ?? '';
     return address.startsWith('::ffff:') ? address.slice(7) : address;
@@ -855,6 +877,8 @@ class UpgradeHandler implements Dispatcher.DispatchHandler {
   }
 
   onHeaders(statusCode: number): boolean {
+    // 1xx (103 Early Hints) before the 101: wait for the real answer.
+    if (statusCode < 200) return true;
     this.#settled = true;
     this.#client.off('close', this.#onClientClose);
     refuseUpgrade(

@@ -176,6 +176,7 @@ export async function startProxy(
     },
     onError: (error, requestId) =>
       options.logger.warn({ err: error, request_id: requestId }, 'proxy request failed'),
+    onWarning: (message) => options.logger.warn(message),
   });
 
   return {

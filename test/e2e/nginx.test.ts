@@ -80,7 +80,8 @@ describe('nginx auth_request in front of Vigil (deploy/nginx/vigil.conf)', async
   {
     const upstream = await startEchoUpstream();
     seen = upstream.seen;
-    const vigil = await startProxy(upstream.url);
+    // As deploy/nginx/vigil.conf says: nginx's address among the trusted proxies.
+    const vigil = await startProxy(upstream.url, { trustedProxies: ['127.0.0.1/32'] });
     records = vigil.records;
     // nginx workers drop root privileges and must reach their temp folders.
     chmodSync(dir, 0o755);
@@ -155,6 +156,8 @@ describe('nginx auth_request in front of Vigil (deploy/nginx/vigil.conf)', async
     const browser = await get(base, '/wiki?page=2', { accept: 'text/html' });
     assert.equal(browser.status, 302, JSON.stringify(records.at(-1)));
     assert.equal(browser.location, 'http://app.test/.vigil/login?rd=%2Fwiki%3Fpage%3D2');
+    const onPort = await get(base, '/wiki', { accept: 'text/html', host: 'app.test:8443' });
+    assert.equal(onPort.location, 'http://app.test:8443/.vigil/login?rd=%2Fwiki', 'the port kept');
     const api = await get(base, '/wiki');
     assert.equal(api.status, 401);
   });

@@ -512,6 +512,7 @@ describe('proxy bypass suite: nothing reaches a denied upstream path', () => {
       'X-Original-URL: /admin',
       'X-Rewrite-URL: /admin',
       'X-Original-Host: admin.corp.example',
+      'X-Original-Method: DELETE',
       'X-HTTP-Method-Override: DELETE',
       'X-Method-Override: DELETE',
       'Forwarded: for=10.9.9.9;host=admin.corp.example',
@@ -538,13 +539,22 @@ describe('proxy bypass suite: nothing reaches a denied upstream path', () => {
     assert.ok(!JSON.stringify(headers).includes('admin'), JSON.stringify(headers));
   });
 
-  it("keeps a trusted proxy's X-Forwarded-Proto and -Host (the TLS balancer's https)", async () => {
+  it("keeps a trusted proxy's X-Forwarded-Proto and -Host, never the rewrite headers its clients sent", async () => {
     const upstream = await startEchoUpstream();
     const { url } = await startProxy(upstream.url, { trustedProxies: ['127.0.0.0/8'] });
-    await raw(url, get('/', 'bob', 'X-Forwarded-Proto: https\r\nX-Forwarded-Host: app.test:443\r\n'));
+    await raw(
+      url,
+      get(
+        '/public',
+        'bob',
+        'X-Forwarded-Proto: https\r\nX-Forwarded-Host: app.test:443\r\nX-Original-URL: /admin/users\r\nX-Rewrite-URL: /admin\r\nX-Original-Method: DELETE\r\n',
+      ),
+    );
     const headers = upstream.seen.at(-1)?.headers ?? {};
     assert.equal(headers['x-forwarded-proto'], 'https');
     assert.equal(headers['x-forwarded-host'], 'app.test:443');
+    for (const name of ['x-original-url', 'x-rewrite-url', 'x-original-method'])
+      assert.equal(headers[name], undefined, name);
   });
 
   it('X-Forwarded-For from an untrusted client is replaced; from a trusted proxy it is extended', async () => {
@@ -658,6 +668,24 @@ describe('forward-auth endpoint', () => {
     assert.equal((await raw(url, viaTraefik)).status, 429);
     const other = 'X-Forwarded-For: 203.0.113.10\r\n';
     assert.equal((await raw(url, auth('alice', 'GET', '/admin', other))).status, 200);
+  });
+
+  it("behind a front proxy it does not trust, one user's denials lock nobody out, and it says what to set", async () => {
+    const upstream = await startEchoUpstream();
+    const limiter = new AccessLimiter(
+      { requests: new MemoryWindowCounter(60_000), denials: new MemoryWindowCounter(300_000) },
+      { perSource: 3, perIdentity: 0, lockoutDenials: 2 },
+    );
+    const warnings: string[] = [];
+    const { url } = await startProxy(upstream.url, {
+      limiter,
+      onWarning: (message) => warnings.push(message),
+    });
+    for (let index = 0; index < 5; index++)
+      assert.equal((await raw(url, auth('bob', 'GET', '/admin'))).status, 403);
+    assert.equal((await raw(url, auth('alice', 'GET', '/admin'))).status, 200, 'not locked out, not limited');
+    assert.equal(warnings.length, 1, 'said once');
+    assert.match(warnings[0] ?? '', /127\.0\.0\.1.*server\.trusted_proxies/);
   });
 
   it('shows a browser that is rate limited a page, and an API client JSON', async () => {

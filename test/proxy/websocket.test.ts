@@ -185,6 +185,21 @@ describe('WebSocket through the proxy', () => {
     }
   });
 
+  it('revalidation closes a socket whose client certificate has been revoked since', async () => {
+    const upstream = await startEchoSocketServer();
+    let refusal: string | undefined;
+    const { url, server, proxy } = await startProxy(upstream, { peerRefusal: () => refusal });
+    server.on('upgrade', proxy.handleUpgrade);
+    const socket = open(url, 'alice');
+    const greeting = nextMessage(socket);
+    await once(socket, 'open', { signal: AbortSignal.timeout(5000) });
+    await greeting;
+    refusal = 'cert-revoked';
+    const closed = once(socket, 'close', { signal: AbortSignal.timeout(5000) });
+    assert.equal(await proxy.revalidateConnections(), 1);
+    await closed;
+  });
+
   it('revalidation closes a socket whose session no longer authenticates, and keeps the others', async () => {
     const upstream = await startEchoSocketServer();
     const { url, server, proxy } = await startProxy(upstream);

@@ -105,6 +105,8 @@ export async function startProxy(
     /** The upstreams' clock (how long a refusing upstream is skipped). */
     upstreamClock?: Clock;
     revalidateEveryMs?: number;
+    onWarning?: (message: string) => void;
+    peerRefusal?: (request: IncomingMessage) => string | undefined;
   } = {},
 ): Promise<ProxyHarness> {
   const set = compilePolicies([parsePolicyText(TEST_POLICY, 'test-policy.yaml')], {
@@ -137,6 +139,8 @@ export async function startProxy(
     ...(options.trustedProxies !== undefined ? { trustedProxies: options.trustedProxies } : {}),
     ...(options.limiter !== undefined ? { limiter: options.limiter } : {}),
     ...(options.revalidateEveryMs !== undefined ? { revalidateEveryMs: options.revalidateEveryMs } : {}),
+    ...(options.onWarning !== undefined ? { onWarning: options.onWarning } : {}),
+    ...(options.peerRefusal !== undefined ? { peerRefusal: options.peerRefusal } : {}),
   });
   server.on('request', proxy.handle);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
