@@ -413,6 +413,13 @@ export class AccessProxy {
     return closed;
   }
 
+  /** Closes every open WebSocket (shutdown: the listener's close waits for them). */
+  closeUpgraded(): number {
+    const count = this.#upgrades.size;
+    for (const socket of [...this.#upgrades.keys()]) socket.destroy();
+    return count;
+  }
+
   /** Closes every long-lived connection (WebSocket) opened with a credential; for revocation. */
   closeConnectionsOf(key: string): number {
     const sockets = this.#connections.get(key);

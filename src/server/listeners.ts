@@ -83,13 +83,18 @@ export function listen(server: Server, address: ListenAddress, name: string): Pr
  * Stops accepting, lets in-flight requests finish for up to `timeoutMs`, then cuts
  * whatever is left so that shutdown always ends.
  */
-export function drain(server: Server, timeoutMs: number): Promise<void> {
+export function drain(server: Server, timeoutMs: number, atTimeout?: () => void): Promise<void> {
   return new Promise((resolve) => {
     if (!server.listening) {
       resolve();
       return;
     }
-    const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+    const timer = setTimeout(() => {
+      server.closeAllConnections();
+      // Upgraded connections (WebSockets) are no longer the server's to close, yet its
+      // close waits for them: their owner ends them.
+      atTimeout?.();
+    }, timeoutMs);
     timer.unref();
     server.close(() => {
       clearTimeout(timer);

@@ -72,6 +72,8 @@ export async function startProxy(
   },
 ): Promise<ServingProxy> {
   const signer = new AssertionSigner({ issuer: options.issuer, keys: options.keys });
+  // First: reading a route's CA file may fail, before anything that would need closing.
+  let upstreams = upstreamsOf(loaded);
 
   // Compiled policies return shared frozen decisions, so each has its tally, found by the
   // decision itself: a request adds one to a number, and prom-client's labelled inc (a
@@ -157,40 +159,52 @@ export async function startProxy(
     },
   );
 
-  let upstreams = upstreamsOf(loaded);
   const record = options.wiring.record;
-  const proxy = new AccessProxy({
-    policies: () => options.policies.current,
-    upstreams: () => upstreams,
-    authenticate: options.wiring.authenticate,
-    reserved: options.wiring.reserved,
-    ...(options.wiring.peerRefusal ? { peerRefusal: options.wiring.peerRefusal } : {}),
-    signer,
-    sessionCookie: loaded.config.session.cookie_name,
-    trustedProxies: loaded.config.server.trusted_proxies,
-    maxBodyBytes: loaded.config.server.max_body_bytes,
-    limiter,
-    record: (entry) => {
-      count(entry);
-      return record === undefined ? true : record(entry);
-    },
-    onError: (error, requestId) =>
-      options.logger.warn({ err: error, request_id: requestId }, 'proxy request failed'),
-    onWarning: (message) => options.logger.warn(message),
-  });
+  const closeAll = async () => {
+    await limiter.close();
+    redis?.disconnect();
+    await Promise.all([...upstreams.values()].map((group) => group.close()));
+  };
+  let proxy: AccessProxy;
+  try {
+    proxy = new AccessProxy({
+      policies: () => options.policies.current,
+      upstreams: () => upstreams,
+      authenticate: options.wiring.authenticate,
+      reserved: options.wiring.reserved,
+      ...(options.wiring.peerRefusal ? { peerRefusal: options.wiring.peerRefusal } : {}),
+      signer,
+      sessionCookie: loaded.config.session.cookie_name,
+      trustedProxies: loaded.config.server.trusted_proxies,
+      maxBodyBytes: loaded.config.server.max_body_bytes,
+      limiter,
+      record: (entry) => {
+        count(entry);
+        return record === undefined ? true : record(entry);
+      },
+      onError: (error, requestId) =>
+        options.logger.warn({ err: error, request_id: requestId }, 'proxy request failed'),
+      onWarning: (message) => options.logger.warn(message),
+    });
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
 
   return {
     proxy,
     signer,
     reconfigure(config) {
       const previous = upstreams;
-      upstreams = upstreamsOf(config);
+      try {
+        upstreams = upstreamsOf(config);
+      } catch (error) {
+        // A route's CA file unreadable: the routes as they were keep serving.
+        options.logger.error({ err: error }, 'routes not reloaded; the previous ones keep serving');
+        return;
+      }
       for (const group of previous.values()) void group.close();
     },
-    async close() {
-      await limiter.close();
-      redis?.disconnect();
-      await Promise.all([...upstreams.values()].map((group) => group.close()));
-    },
+    close: closeAll,
   };
 }

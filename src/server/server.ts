@@ -368,15 +368,17 @@ export async function startServer(
   const adminUrl = urlOf(adminInfo, false);
   const proxyUrl = urlOf(proxyInfo, config.server.tls !== undefined);
   await step(() => identity.attach(config.server.public_url ?? proxyUrl));
-  serving = await step(() =>
-    startProxy(loaded, {
-      policies: policies.store,
-      issuer: config.server.public_url ?? proxyUrl,
-      keys: assertionKeys,
-      logger,
-      metrics,
-      wiring: proxyWiring,
-    }),
+  serving = await step(
+    () =>
+      startProxy(loaded, {
+        policies: policies.store,
+        issuer: config.server.public_url ?? proxyUrl,
+        keys: assertionKeys,
+        logger,
+        metrics,
+        wiring: proxyWiring,
+      }),
+    (started) => started.close(),
   );
   const servingProxy = serving;
   // A revoked session, device or certificate also ends its open WebSockets, on every
@@ -410,7 +412,7 @@ export async function startServer(
         policies.close();
         const timeout = watcher.current.config.server.shutdown_timeout;
         await Promise.all([
-          drain(proxy, timeout),
+          drain(proxy, timeout, () => servingProxy.proxy.closeUpgraded()),
           drain(admin, timeout),
           ...(redirect ? [drain(redirect, timeout)] : []),
         ]);
