@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { spawnServer } from '../support/cli.ts';
+import { spawnServer, writeProxyConfig } from '../support/cli.ts';
 import { Browser, freePort } from '../support/cookie-jar.ts';
 import { tempDir } from '../support/tmp.ts';
 
@@ -11,23 +9,11 @@ describe('sign-in frequency through the proxy', () => {
     const dir = tempDir();
     const port = await freePort();
     const proxy = `http://127.0.0.1:${port}`;
-    writeFileSync(
-      join(dir, 'policy.yaml'),
-      'policies:\n  - name: eng\n    rules:\n      - name: engineers\n        allow: { groups: { any: [engineering] } }\n',
-    );
-    const config = join(dir, 'vigil.yaml');
     // Upstreams on a closed port: 502 proves the request was allowed through.
-    writeFileSync(
-      config,
-      `server:
-  proxy_listen: 127.0.0.1:${port}
-  admin_listen: 127.0.0.1:0
-  data_dir: ${join(dir, 'data')}
-log: { format: json }
-dev_idp: { listen: 127.0.0.1:0 }
-policy_files: [policy.yaml]
-routes:
-  - name: sensitive
+    const config = writeProxyConfig(
+      dir,
+      port,
+      `  - name: sensitive
     from: ${proxy}/sensitive
     to: http://127.0.0.1:1
     policy: eng

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { spawnServer } from '../support/cli.ts';
+import { spawnServer, writeProxyConfig } from '../support/cli.ts';
 import { Browser, freePort } from '../support/cookie-jar.ts';
 import { tempDir } from '../support/tmp.ts';
 
@@ -33,22 +31,10 @@ describe('route timeouts', () => {
     const port = await freePort();
     const proxy = `http://127.0.0.1:${port}`;
     const upstream = await startSlowUpstream();
-    writeFileSync(
-      join(dir, 'policy.yaml'),
-      'policies:\n  - name: eng\n    rules:\n      - name: engineers\n        allow: { groups: { any: [engineering] } }\n',
-    );
-    const config = join(dir, 'vigil.yaml');
-    writeFileSync(
-      config,
-      `server:
-  proxy_listen: 127.0.0.1:${port}
-  admin_listen: 127.0.0.1:0
-  data_dir: ${join(dir, 'data')}
-log: { format: json }
-dev_idp: { listen: 127.0.0.1:0 }
-policy_files: [policy.yaml]
-routes:
-  - name: strict
+    const config = writeProxyConfig(
+      dir,
+      port,
+      `  - name: strict
     from: ${proxy}/strict
     to: ${upstream}
     policy: eng

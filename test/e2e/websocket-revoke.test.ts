@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
-import { runCli, spawnServer } from '../support/cli.ts';
+import { runCli, spawnServer, writeProxyConfig } from '../support/cli.ts';
 import { Browser, freePort } from '../support/cookie-jar.ts';
 import { tempDir } from '../support/tmp.ts';
 
@@ -24,22 +24,10 @@ describe('WebSocket through a real vigil server', () => {
     const dir = tempDir();
     const port = await freePort();
     const proxyUrl = `http://127.0.0.1:${port}`;
-    writeFileSync(
-      join(dir, 'policy.yaml'),
-      'policies:\n  - name: eng\n    rules:\n      - name: engineers\n        allow: { groups: { any: [engineering] } }\n',
-    );
-    const config = join(dir, 'vigil.yaml');
-    writeFileSync(
-      config,
-      `server:
-  proxy_listen: 127.0.0.1:${port}
-  admin_listen: 127.0.0.1:0
-  data_dir: ${join(dir, 'data')}
-log: { format: json }
-dev_idp: { listen: 127.0.0.1:0 }
-policy_files: [policy.yaml]
-routes:
-  - name: live
+    const config = writeProxyConfig(
+      dir,
+      port,
+      `  - name: live
     from: ${proxyUrl}/live
     to: http://127.0.0.1:${(upstream.address() as AddressInfo).port}
     policy: eng

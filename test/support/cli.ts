@@ -1,5 +1,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 export const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
@@ -82,4 +84,30 @@ export async function spawnServer(
       return { code, ms: Date.now() - started };
     },
   };
+}
+
+/**
+ * A `vigil server` config in `dir` for end-to-end tests through the proxy: the proxy on
+ * `port`, the dev IdP, a policy `eng` that lets the engineering group in, and `routes`
+ * (YAML list items, indented two spaces). Returns the config's path.
+ */
+export function writeProxyConfig(dir: string, port: number, routes: string): string {
+  writeFileSync(
+    join(dir, 'policy.yaml'),
+    'policies:\n  - name: eng\n    rules:\n      - name: engineers\n        allow: { groups: { any: [engineering] } }\n',
+  );
+  const config = join(dir, 'vigil.yaml');
+  writeFileSync(
+    config,
+    `server:
+  proxy_listen: 127.0.0.1:${port}
+  admin_listen: 127.0.0.1:0
+  data_dir: ${join(dir, 'data')}
+log: { format: json }
+dev_idp: { listen: 127.0.0.1:0 }
+policy_files: [policy.yaml]
+routes:
+${routes}`,
+  );
+  return config;
 }
