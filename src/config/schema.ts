@@ -154,6 +154,12 @@ export function configSchema(baseDir: string) {
       .describe(
         'active health checks; without them an upstream that refuses connections is skipped for 10 s',
       ),
+    preserve_host: z
+      .boolean()
+      .default(false)
+      .describe(
+        "send the client's Host header to the upstream instead of the upstream URL's host (apps that build links from it)",
+      ),
     timeout: duration('30s')
       .refine((ms) => ms > 0, 'must be longer than 0s')
       .describe('how long an upstream may take to start its answer (504 beyond)'),

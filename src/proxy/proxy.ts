@@ -317,6 +317,7 @@ export class AccessProxy {
     const headers = await this.#upstreamHeaders(request, verdict, requestId);
     if (socket.destroyed) return;
     const upstream = group.pick();
+    if (group.preserveHost) headers.host = request.headers.host ?? '';
     // undici sends the handshake over the upstream's pool (its TLS settings and CA, its
     // header checks) and hands over the socket only on 101: until then the client's
     // bytes stay unread, so nothing reaches the upstream outside a decided request.
@@ -448,6 +449,7 @@ export class AccessProxy {
     // abort, which closes) a pooled upstream connection on it.
     if (response.destroyed) return;
     const upstream: Upstream = group.pick();
+    if (group.preserveHost) headers.host = request.headers.host ?? '';
     if (refused?.has(upstream)) {
       sendError(response, 502, 'upstream-unavailable', requestId);
       return;

@@ -13,6 +13,8 @@ export interface UpstreamOptions {
   healthPath?: string;
   healthIntervalMs?: number;
   clock?: Clock;
+  /** Send the client's Host header on instead of the upstream URL's host. */
+  preserveHost?: boolean;
 }
 
 export interface Upstream {
@@ -41,12 +43,14 @@ const HEALTH_TIMEOUT_MS = 2_000;
  */
 export class UpstreamGroup {
   readonly upstreams: readonly Upstream[];
+  readonly preserveHost: boolean;
   readonly #clock: Clock;
   #next = 0;
   #healthTimer: NodeJS.Timeout | undefined;
 
   constructor(urls: readonly string[], options: UpstreamOptions = {}) {
     if (urls.length === 0) throw new TypeError('a route needs at least one upstream');
+    this.preserveHost = options.preserveHost === true;
     this.#clock = options.clock ?? systemClock;
     this.upstreams = urls.map((url) => {
       const parsed = new URL(url);

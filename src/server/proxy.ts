@@ -48,6 +48,7 @@ function upstreamsOf(config: LoadedConfig): Map<string, UpstreamGroup> {
       route.name,
       new UpstreamGroup(route.to, {
         headersTimeoutMs: route.timeout,
+        preserveHost: route.preserve_host,
         bodyTimeoutMs: route.idle_timeout,
         ...(route.tls_ca_file ? { ca: readFileSync(route.tls_ca_file, 'utf8') } : {}),
         ...(route.health_check

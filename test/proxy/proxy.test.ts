@@ -69,6 +69,16 @@ describe('proxy: allow, deny and forwarding', () => {
     assert.equal(records.at(-1)?.route, 'app');
   });
 
+  it("sends the upstream URL's host, or with preserve_host the client's", async () => {
+    const upstream = await startEchoUpstream();
+    const rewritten = await startProxy(upstream.url);
+    await raw(rewritten.url, get('/', 'bob'));
+    assert.equal(upstream.seen.at(-1)?.headers.host, new URL(upstream.url).host);
+    const preserved = await startProxy(upstream.url, { preserveHost: true });
+    await raw(preserved.url, get('/', 'bob'));
+    assert.equal(upstream.seen.at(-1)?.headers.host, 'app.test');
+  });
+
   it('keeps other cookies and strips only the Vigil session cookie', async () => {
     const upstream = await startEchoUpstream();
     const { url } = await startProxy(upstream.url);

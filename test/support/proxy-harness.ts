@@ -105,6 +105,7 @@ export async function startProxy(
     /** The upstreams' clock (how long a refusing upstream is skipped). */
     upstreamClock?: Clock;
     revalidateEveryMs?: number;
+    preserveHost?: boolean;
     onWarning?: (message: string) => void;
     peerRefusal?: (request: IncomingMessage) => string | undefined;
   } = {},
@@ -119,6 +120,7 @@ export async function startProxy(
     ...(options.headersTimeoutMs !== undefined ? { headersTimeoutMs: options.headersTimeoutMs } : {}),
     ...(options.upstreamCa !== undefined ? { ca: options.upstreamCa } : {}),
     ...(options.upstreamClock !== undefined ? { clock: options.upstreamClock } : {}),
+    ...(options.preserveHost !== undefined ? { preserveHost: options.preserveHost } : {}),
   };
   const upstreams = new Map([
     ['app', new UpstreamGroup([upstreamUrl, ...(options.moreUpstreams ?? [])], upstreamOptions)],
