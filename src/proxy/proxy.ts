@@ -727,13 +727,10 @@ export class AccessProxy {
       session: identity?.key ?? null,
       decision,
       latencyMs: performance.now() - startedAt,
-      ...(identity !== undefined
-        ? {
-            groups: identity.user.groups,
-            ...(identity.user.amr !== undefined ? { amr: identity.user.amr } : {}),
-            ...(identity.user.authTime !== undefined ? { authTime: identity.user.authTime } : {}),
-          }
-        : {}),
+      // Fields always present (undefined when unknown): one object shape, no spreads.
+      groups: identity?.user.groups,
+      amr: identity?.user.amr,
+      authTime: identity?.user.authTime,
       via,
     });
   }

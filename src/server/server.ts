@@ -15,13 +15,14 @@ import { isVigilError, VigilError } from '../errors.ts';
 import {
   type AuthResult,
   createIdentity,
+  type Identity,
   type IdentityService,
   resolveSessionKey,
   Sealer,
 } from '../identity/index.ts';
 import { type ApiRoute, ApiRouter, readJson, sendJson } from '../internal/http.ts';
 import { constantTimeEqual } from '../internal/secrets.ts';
-import { AssertionKeyRing } from '../proxy/index.ts';
+import { AssertionKeyRing, type RequestIdentity } from '../proxy/index.ts';
 import { openStore, redactUrl, type Store } from '../store/index.ts';
 import {
   Counter,
@@ -264,23 +265,31 @@ export async function startServer(
     authOptions = authOptionsOf(next.config.routes);
   });
   const binding = devices?.binding;
-  const toRequestIdentity = (result: AuthResult, request: IncomingMessage) => {
+  // Identities are frozen and replaced when they change, so the proxy's view of one
+  // (without a device) is made once, not per request.
+  const withoutDevice = new WeakMap<Identity, RequestIdentity>();
+  const toRequestIdentity = (result: AuthResult, request: IncomingMessage): RequestIdentity | undefined => {
     const found = result.identity;
     if (found === undefined) return undefined;
-    const { userId, email, groups, claims, amr, authTime } = found;
-    const user = { id: userId, email, groups, claims, amr, authTime };
+    let plain = withoutDevice.get(found);
+    if (plain === undefined) {
+      const { userId, email, groups, claims, amr, authTime } = found;
+      plain = { key: found.key, user: { id: userId, email, groups, claims, amr, authTime } };
+      withoutDevice.set(found, plain);
+    }
+    const { user } = plain;
     const peer = binding?.resolve(request).device;
     // A device enrolled by another user does not vouch for this one (a stolen cookie or
     // token used from the thief's own device).
-    const device = peer === undefined ? undefined : devices?.inventory.getFor(peer.id, userId);
-    if (device === undefined) return { key: found.key, user };
+    const device = peer === undefined ? undefined : devices?.inventory.getFor(peer.id, user.id);
+    if (device === undefined) return plain;
     if (found.sessionId !== undefined && found.deviceId === undefined) {
       identity.sessions
         .bindDevice(found.sessionId, device.id)
         .catch((error: unknown) => logger.warn({ err: error }, 'binding a session to its device failed'));
     } else if (found.deviceId !== undefined && found.deviceId !== device.id) {
       // A session bound to one device used from another: its cookie travelled. No device.
-      return { key: found.key, user };
+      return plain;
     }
     return { key: found.key, user, device };
   };
