@@ -197,6 +197,10 @@ function wrk(url: string, headers: Record<string, string>, seconds = WRK_SLICE_S
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(output);
   if (non2xx)
     throw new Error(`${url}: ${non2xx[1]} non-2xx responses; the benchmark would be measuring errors`);
+  // Seen once, a pass-through's last slice of a long run: say so with wrk's words rather
+  // than average a zero into the ratios (they came out null).
+  if (/\b0 requests in/.test(output))
+    throw new Error(`${url}: wrk got no answer in ${seconds} s:\n${output}`);
   return {
     rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1] ?? 0),
     sent: Number(/(\d+) requests in/.exec(output)?.[1] ?? Number.NaN),
