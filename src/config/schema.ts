@@ -315,6 +315,11 @@ export function configSchema(baseDir: string) {
             .positive()
             .default(10 * 1024 * 1024)
             .describe('largest request body the proxy forwards (413 beyond)'),
+          request_timeout: duration('60s')
+            .refine((ms) => ms > 0, 'must be longer than 0s')
+            .describe(
+              'how long a client may take to send a whole request, body included (408 beyond); raise it for large uploads on slow links',
+            ),
         })
         .prefault({}),
       database: z

@@ -8,7 +8,6 @@ import { VigilError } from '../errors.ts';
 /** Headers larger than this are refused (431) before any handler runs. */
 const MAX_HEADER_BYTES = 16 * 1024;
 const HEADERS_TIMEOUT_MS = 10_000;
-const REQUEST_TIMEOUT_MS = 60_000;
 /**
  * How long an idle keep-alive connection stays open: nginx's default. Longer than the idle
  * timeout of the load balancers put in front (60 s on AWS ALB): with Node's 5 s default,
@@ -26,11 +25,16 @@ export function createListener(
   handler: RequestListener,
   tls: VigilConfig['server']['tls'],
   deviceCaPem?: string,
+  /** server.request_timeout: the whole request, body included, must arrive within it. */
+  requestTimeoutMs = 60_000,
 ): Server {
   const options = {
     maxHeaderSize: MAX_HEADER_BYTES,
-    headersTimeout: HEADERS_TIMEOUT_MS,
-    requestTimeout: REQUEST_TIMEOUT_MS,
+    headersTimeout: Math.min(HEADERS_TIMEOUT_MS, requestTimeoutMs),
+    requestTimeout: requestTimeoutMs,
+    // Node checks the timeouts this often (30 s by default): a short request timeout
+    // would otherwise fire up to 30 s late.
+    connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(requestTimeoutMs / 4))),
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     // Requests with both Transfer-Encoding and Content-Length, or malformed framing,
     // are refused by the parser rather than guessed at.

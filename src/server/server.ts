@@ -334,6 +334,7 @@ export async function startServer(
     },
     config.server.tls,
     ca?.bundlePem(),
+    config.server.request_timeout,
   );
   const tlsFailures = new Counter({
     name: 'vigil_tls_handshake_failures_total',

@@ -24,6 +24,32 @@ function response(socket: ReturnType<typeof connect>): Promise<string> {
 }
 
 describe('listeners', () => {
+  it('answer 408 to a request whose body is still arriving after server.request_timeout', async () => {
+    const server = createListener(
+      (request, reply) => {
+        request.resume();
+        request.on('end', () => reply.end('ok'));
+      },
+      undefined,
+      undefined,
+      1000,
+    );
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write('POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\nslow');
+    const started = Date.now();
+    let data = '';
+    socket.on('data', (chunk: Buffer) => {
+      data += chunk.toString('latin1');
+    });
+    await once(socket, 'close', { signal: AbortSignal.timeout(10_000) });
+    assert.match(data, /^HTTP\/1\.1 408/);
+    assert.ok(Date.now() - started < 5000, `answered after ${Date.now() - started} ms`);
+    server.close();
+  });
+
   it('keep an idle keep-alive connection open past Node’s 5 s default (load balancers reuse them)', {
     timeout: 15_000,
   }, async () => {
