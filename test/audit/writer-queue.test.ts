@@ -2,7 +2,7 @@
 // the appender behind it: detection, encoding and chaining where the batch is appended,
 // in the writer's thread for a SQLite file and in the calling thread otherwise.
 import assert from 'node:assert/strict';
-import { mkdirSync, renameSync, rmdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { sql } from 'kysely';
@@ -680,6 +680,35 @@ describe('a batch whose answer was lost', () => {
         /already stored for another event/,
       );
       assert.deepEqual((await rowsOf(store)).map(label), ['one writer']);
+    });
+  });
+
+  it('the writer thread runs at a lower priority than the event loop (Linux nice 10)', async () => {
+    const file = join(tempDir(), 'vigil.db');
+    await withStore(`sqlite://${file}`, async (store) => {
+      const log = createAuditLog(store, QUIET);
+      log.enqueue(admin({ target: 'n-1' }));
+      await log.flush();
+      // /proc/self/task/<tid>/stat: field 19 is the nice value; the writer is a worker thread.
+      const niceOf = (tid: string) => {
+        const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+      };
+      const threads = readdirSync('/proc/self/task').map((tid) => ({
+        name: readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim(),
+        nice: niceOf(tid),
+      }));
+      const writers = threads.filter((thread) => thread.name === 'WorkerThread');
+      assert.ok(writers.length >= 1, JSON.stringify(threads));
+      assert.ok(
+        writers.some((thread) => thread.nice === 10),
+        JSON.stringify(writers),
+      );
+      assert.equal(
+        threads.find((thread) => thread.name === 'MainThread')?.nice ?? niceOf(String(process.pid)),
+        0,
+      );
+      await log.close();
     });
   });
 
