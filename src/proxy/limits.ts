@@ -17,11 +17,11 @@ const LOCKED_OUT: LimitVerdict = Object.freeze({ limited: true, error: 'locked-o
 
 /**
  * Rate limits per identity and per source, and a lockout of sources that keep being
- * denied (the seeds' brute force: N denials in a window). Give the denial counter
- * `lockAt: lockoutDenials`: a locked-out source then stays refused for a whole denial
- * window from the denial that locked it, not only to the end of the fixed window that
- * counted it (without, to that end). With RedisWindowCounter every replica refuses it
- * within one sync, to the same end, not only those that counted its denials.
+ * denied (the seeds' brute force: N denials in a window). The denial counter must have
+ * `lockAt: lockoutDenials` (checked here): a locked-out source then stays refused for a
+ * whole denial window from the denial that locked it, not only to the end of the fixed
+ * window that counted it. With RedisWindowCounter every replica refuses it within one
+ * sync, to the same end, not only those that counted its denials.
  */
 export class AccessLimiter {
   readonly #requests: WindowCounter;
@@ -29,6 +29,11 @@ export class AccessLimiter {
   readonly #settings: LimitSettings;
 
   constructor(counters: { requests: WindowCounter; denials: WindowCounter }, settings: LimitSettings) {
+    if (settings.lockoutDenials > 0 && counters.denials.lockAt !== settings.lockoutDenials) {
+      throw new TypeError(
+        `the denial counter must lock at lockoutDenials (${settings.lockoutDenials}), not ${counters.denials.lockAt}`,
+      );
+    }
     this.#requests = counters.requests;
     this.#denials = counters.denials;
     this.#settings = settings;

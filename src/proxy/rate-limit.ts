@@ -10,6 +10,8 @@ export interface WindowCounter {
   hit(key: string): number;
   /** The count in the current window without counting; at least `lockAt` while the key is locked. */
   peek(key: string): number;
+  /** The count that locks a key for a whole window; 0: none. */
+  readonly lockAt: number;
   close(): Promise<void>;
 }
 
@@ -73,6 +75,10 @@ export class MemoryWindowCounter implements WindowCounter {
   readonly #windowMs: number;
   readonly #clock: Clock;
   readonly #lockAt: number;
+
+  get lockAt(): number {
+    return this.#lockAt;
+  }
   readonly #slots = new Map<string, Slot>();
   readonly #locks = new Locks();
 
@@ -172,6 +178,10 @@ export class RedisWindowCounter implements WindowCounter {
   readonly #windowMs: number;
   readonly #clock: Clock;
   readonly #lockAt: number;
+
+  get lockAt(): number {
+    return this.#lockAt;
+  }
   readonly #channel: string;
   readonly #lockSet: string;
   readonly #subscriber: Redis | undefined;

@@ -659,7 +659,10 @@ describe('forward-auth endpoint', () => {
   it('applies rate limits and the lockout, to the client a trusted front proxy names last', async () => {
     const upstream = await startEchoUpstream();
     const limiter = new AccessLimiter(
-      { requests: new MemoryWindowCounter(60_000), denials: new MemoryWindowCounter(300_000) },
+      {
+        requests: new MemoryWindowCounter(60_000),
+        denials: new MemoryWindowCounter(300_000, undefined, { lockAt: 2 }),
+      },
       { perSource: 0, perIdentity: 0, lockoutDenials: 2 },
     );
     const { url, records } = await startProxy(upstream.url, { limiter, trustedProxies: ['127.0.0.0/8'] });
@@ -683,7 +686,10 @@ describe('forward-auth endpoint', () => {
   it("behind a front proxy it does not trust, one user's denials lock nobody out, and it says what to set", async () => {
     const upstream = await startEchoUpstream();
     const limiter = new AccessLimiter(
-      { requests: new MemoryWindowCounter(60_000), denials: new MemoryWindowCounter(300_000) },
+      {
+        requests: new MemoryWindowCounter(60_000),
+        denials: new MemoryWindowCounter(300_000, undefined, { lockAt: 2 }),
+      },
       { perSource: 3, perIdentity: 0, lockoutDenials: 2 },
     );
     const warnings: string[] = [];

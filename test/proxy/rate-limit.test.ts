@@ -471,6 +471,21 @@ describe('lockout in one process', () => {
   it('refuses a lockAt that is not a non-negative integer', () => {
     assert.throws(() => new MemoryWindowCounter(1_000, undefined, { lockAt: -1 }), TypeError);
     assert.throws(() => new MemoryWindowCounter(1_000, undefined, { lockAt: 1.5 }), TypeError);
+    // A limiter whose denial counter would not lock (or locks at another count) is a wiring bug.
+    const settings = { perSource: 0, perIdentity: 0, lockoutDenials: 3 };
+    const requests = new MemoryWindowCounter(60_000);
+    assert.throws(
+      () => new AccessLimiter({ requests, denials: new MemoryWindowCounter(300_000) }, settings),
+      /must lock at lockoutDenials \(3\), not 0/,
+    );
+    assert.throws(
+      () =>
+        new AccessLimiter(
+          { requests, denials: new MemoryWindowCounter(300_000, undefined, { lockAt: 2 }) },
+          settings,
+        ),
+      TypeError,
+    );
   });
 });
 
@@ -492,7 +507,10 @@ describe('proxy rate limits and lockout', () => {
   it('locks out a source after repeated policy denials, even for an allowed request', async () => {
     const upstream = await startEchoUpstream();
     const limiter = new AccessLimiter(
-      { requests: new MemoryWindowCounter(60_000), denials: new MemoryWindowCounter(300_000) },
+      {
+        requests: new MemoryWindowCounter(60_000),
+        denials: new MemoryWindowCounter(300_000, undefined, { lockAt: 2 }),
+      },
       { perSource: 0, perIdentity: 0, lockoutDenials: 2 },
     );
     const { url } = await startProxy(upstream.url, { limiter });
