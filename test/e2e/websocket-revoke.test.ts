@@ -1,26 +1,17 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
-import { WebSocket, WebSocketServer } from 'ws';
+import { describe, it } from 'node:test';
+import { WebSocket } from 'ws';
 import { runCli, spawnServer, writeProxyConfig } from '../support/cli.ts';
 import { Browser, freePort } from '../support/cookie-jar.ts';
 import { tempDir } from '../support/tmp.ts';
+import { startEchoSocketServer } from '../support/websocket.ts';
 
 describe('WebSocket through a real vigil server', () => {
   it('an admin revoking the session closes the open socket within the revocation window', async () => {
-    const upstream = createServer();
-    const sockets = new WebSocketServer({ server: upstream });
-    sockets.on('connection', (socket) => socket.on('message', (data) => socket.send(`echo ${String(data)}`)));
-    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    after(() => {
-      for (const client of sockets.clients) client.terminate();
-      sockets.close();
-      upstream.close();
-    });
+    const upstream = await startEchoSocketServer();
     const dir = tempDir();
     const port = await freePort();
     const proxyUrl = `http://127.0.0.1:${port}`;
@@ -29,7 +20,7 @@ describe('WebSocket through a real vigil server', () => {
       port,
       `  - name: live
     from: ${proxyUrl}/live
-    to: http://127.0.0.1:${(upstream.address() as AddressInfo).port}
+    to: ${upstream}
     policy: eng
 `,
     );

@@ -1,31 +1,15 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo, connect } from 'node:net';
 import { after, describe, it } from 'node:test';
-import { WebSocket, WebSocketServer } from 'ws';
+import { WebSocket } from 'ws';
 import { IDENTITIES, startProxy } from '../support/proxy-harness.ts';
 import { certificates } from '../support/tls.ts';
 import { tempDir } from '../support/tmp.ts';
-
-/** A WebSocket echo upstream that also reports the identity header it received. */
-async function startEchoSocketServer(server: Server = createServer()): Promise<string> {
-  const sockets = new WebSocketServer({ server });
-  sockets.on('connection', (socket, request) => {
-    socket.send(`hello ${String(request.headers['x-vigil-user'] ?? 'nobody')}`);
-    socket.on('message', (data) => socket.send(`echo ${String(data)}`));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  after(() => {
-    for (const client of sockets.clients) client.terminate();
-    sockets.close();
-    server.close();
-  });
-  const scheme = 'cert' in server ? 'https' : 'http';
-  return `${scheme}://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+import { startEchoSocketServer } from '../support/websocket.ts';
 
 /** Writes `text` on a raw connection and collects everything until the proxy closes it. */
 function rawExchange(proxyUrl: string, text: string): Promise<string> {
@@ -58,7 +42,7 @@ async function nextMessage(socket: WebSocket): Promise<string> {
 
 describe('WebSocket through the proxy', () => {
   it('an allowed user opens a socket that echoes, with identity headers upstream', async () => {
-    const upstream = await startEchoSocketServer();
+    const upstream = await startEchoSocketServer({ greet: true });
     const { url, server, proxy } = await startProxy(upstream);
     server.on('upgrade', proxy.handleUpgrade);
     const socket = open(url, 'bob');
@@ -71,7 +55,7 @@ describe('WebSocket through the proxy', () => {
   });
 
   it('a denied user never upgrades', async () => {
-    const upstream = await startEchoSocketServer();
+    const upstream = await startEchoSocketServer({ greet: true });
     const { url, server, proxy } = await startProxy(upstream);
     server.on('upgrade', proxy.handleUpgrade);
     for (const [user, path, status] of [
@@ -119,7 +103,7 @@ describe('WebSocket through the proxy', () => {
   });
 
   it('refuses upgrades to anything but WebSocket (h2c would hide later requests)', async () => {
-    const upstream = await startEchoSocketServer();
+    const upstream = await startEchoSocketServer({ greet: true });
     const { url, server, proxy } = await startProxy(upstream);
     server.on('upgrade', proxy.handleUpgrade);
     const answer = await rawExchange(
@@ -142,9 +126,10 @@ describe('WebSocket through the proxy', () => {
     refused.terminate();
 
     const files = certificates(tempDir('vigil-ws-tls-'));
-    const upstream = await startEchoSocketServer(
-      createHttpsServer({ cert: readFileSync(files.cert), key: readFileSync(files.key) }),
-    );
+    const upstream = await startEchoSocketServer({
+      greet: true,
+      server: createHttpsServer({ cert: readFileSync(files.cert), key: readFileSync(files.key) }),
+    });
     const { url, server, proxy } = await startProxy(upstream, { upstreamCa: readFileSync(files.ca, 'utf8') });
     server.on('upgrade', proxy.handleUpgrade);
     const socket = open(url, 'bob');
@@ -155,7 +140,7 @@ describe('WebSocket through the proxy', () => {
   });
 
   it('closes an open socket when its session is revoked', async () => {
-    const upstream = await startEchoSocketServer();
+    const upstream = await startEchoSocketServer({ greet: true });
     const { url, server, proxy } = await startProxy(upstream);
     server.on('upgrade', proxy.handleUpgrade);
     const socket = open(url, 'alice');
@@ -169,7 +154,7 @@ describe('WebSocket through the proxy', () => {
   });
 
   it('closes a socket on its own once the session stops authenticating (expiry, reload), without being told', async () => {
-    const upstream = await startEchoSocketServer();
+    const upstream = await startEchoSocketServer({ greet: true });
     const { url, server, proxy } = await startProxy(upstream, { revalidateEveryMs: 50 });
     server.on('upgrade', proxy.handleUpgrade);
     const socket = open(url, 'alice');
@@ -186,7 +171,7 @@ describe('WebSocket through the proxy', () => {
   });
 
   it('revalidation closes a socket whose client certificate has been revoked since', async () => {
-    const upstream = await startEchoSocketServer();
+    const upstream = await startEchoSocketServer({ greet: true });
     let refusal: string | undefined;
     const { url, server, proxy } = await startProxy(upstream, { peerRefusal: () => refusal });
     server.on('upgrade', proxy.handleUpgrade);
@@ -201,7 +186,7 @@ describe('WebSocket through the proxy', () => {
   });
 
   it('revalidation closes a socket whose session no longer authenticates, and keeps the others', async () => {
-    const upstream = await startEchoSocketServer();
+    const upstream = await startEchoSocketServer({ greet: true });
     const { url, server, proxy } = await startProxy(upstream);
     server.on('upgrade', proxy.handleUpgrade);
     const opened = async (user: string) => {

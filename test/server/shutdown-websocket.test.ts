@@ -1,26 +1,18 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
-import { WebSocket, WebSocketServer } from 'ws';
+import { describe, it } from 'node:test';
+import { WebSocket } from 'ws';
 import { loadConfig } from '../../src/config/index.ts';
 import { startServer } from '../../src/server/index.ts';
 import { createLogger } from '../../src/telemetry/index.ts';
 import { tempDir } from '../support/tmp.ts';
+import { startEchoSocketServer } from '../support/websocket.ts';
 
 describe('shutdown', () => {
   it('ends within shutdown_timeout although a WebSocket is open, closing it', async () => {
-    const upstream = createServer();
-    const sockets = new WebSocketServer({ server: upstream });
-    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    after(() => {
-      for (const client of sockets.clients) client.terminate();
-      sockets.close();
-      upstream.close();
-    });
+    const upstream = await startEchoSocketServer();
     const dir = tempDir();
     writeFileSync(
       join(dir, 'policy.yaml'),
@@ -28,7 +20,7 @@ describe('shutdown', () => {
     );
     writeFileSync(
       join(dir, 'vigil.yaml'),
-      `server:\n  proxy_listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  data_dir: ${join(dir, 'data')}\n  shutdown_timeout: 1s\nlog: { format: json }\npolicy_files: [policy.yaml]\nroutes:\n  - name: live\n    from: http://app.test\n    to: http://127.0.0.1:${(upstream.address() as AddressInfo).port}\n    policy: open\n`,
+      `server:\n  proxy_listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  data_dir: ${join(dir, 'data')}\n  shutdown_timeout: 1s\nlog: { format: json }\npolicy_files: [policy.yaml]\nroutes:\n  - name: live\n    from: http://app.test\n    to: ${upstream}\n    policy: open\n`,
     );
     const server = await startServer(loadConfig(join(dir, 'vigil.yaml')), {
       logger: createLogger({ level: 'fatal', format: 'json' }),
